@@ -1,0 +1,56 @@
+"""robustness_checks: test PyTorch classifiers the way you test code."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Attributes are imported on first use so that loading the pytest plugin does not import torch.
+_EXPORTS = {
+    "calibration": "robustness_checks.api",
+    "run_check": "robustness_checks.api",
+    "CHECK_TYPES": "robustness_checks.registry",
+    "CheckResult": "robustness_checks.results",
+    "ConfidenceInterval": "robustness_checks.results",
+    "Examples": "robustness_checks.examples",
+    "as_examples": "robustness_checks.examples",
+    "LoadError": "robustness_checks.errors",
+    "ModelOutputError": "robustness_checks.errors",
+    "RobustnessError": "robustness_checks.errors",
+    "SpecError": "robustness_checks.errors",
+    "load_spec": "robustness_checks.spec.parse",
+}
+
+__all__ = [
+    "CHECK_TYPES",
+    "CheckResult",
+    "ConfidenceInterval",
+    "Examples",
+    "LoadError",
+    "ModelOutputError",
+    "RobustnessError",
+    "SpecError",
+    "__version__",
+    "as_examples",
+    "calibration",
+    "load_spec",
+    "run_check",
+]
+
+if TYPE_CHECKING:
+    from robustness_checks.api import calibration, run_check
+    from robustness_checks.errors import LoadError, ModelOutputError, RobustnessError, SpecError
+    from robustness_checks.examples import Examples, as_examples
+    from robustness_checks.registry import CHECK_TYPES
+    from robustness_checks.results import CheckResult, ConfidenceInterval
+    from robustness_checks.spec.parse import load_spec
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'robustness_checks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

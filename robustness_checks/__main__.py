@@ -1,0 +1,41 @@
+"""Command line: `python -m robustness_checks schema` prints the JSON Schema of spec files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m robustness_checks")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("schema", help="print the JSON Schema of *.robustness.yaml spec files")
+    validate = commands.add_parser("validate", help="validate spec files without running them")
+    validate.add_argument("specs", nargs="+")
+    args = parser.parse_args(argv)
+    if args.command == "schema":
+        from robustness_checks.registry import CHECK_TYPES
+        from robustness_checks.spec.schema import spec_json_schema
+
+        schema = spec_json_schema([entry.params for entry in CHECK_TYPES.values()])
+        json.dump(schema, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    from robustness_checks.errors import SpecError
+    from robustness_checks.spec.parse import load_spec
+
+    failures = 0
+    for path in args.specs:
+        try:
+            document = load_spec(path)
+        except SpecError as error:
+            failures += 1
+            print(error.render(), file=sys.stderr)
+        else:
+            print(f"{path}: ok, {len(document.spec.checks)} checks")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

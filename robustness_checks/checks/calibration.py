@@ -1,0 +1,113 @@
+"""The `calibration` check: ECE, adaptive ECE, MCE, classwise ECE, Brier or NLL below a bound."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+
+from robustness_checks.checks.base import CheckType, bounded_result
+from robustness_checks.context import CheckContext
+from robustness_checks.metrics import calibration as cal
+from robustness_checks.results import CheckResult
+from robustness_checks.spec.schema import CheckSpec
+from robustness_checks.stats import bootstrap_interval
+
+CalibrationMetric = Literal["ece", "ace", "mce", "classwise_ece", "brier", "nll"]
+_PROBABILITY_SCALE = {"ece", "ace", "mce", "classwise_ece"}
+
+
+class CalibrationCheck(CheckSpec):
+    """Parameters of a `calibration` check."""
+
+    type: Literal["calibration"]
+    metric: CalibrationMetric = "ece"
+    bins: Annotated[int, Field(ge=1, description="number of bins")] = 15
+    max: Annotated[float, Field(ge=0.0)] | None = Field(None, description="upper bound on metric")
+    bootstrap: Annotated[int, Field(ge=0, description="bootstrap resamples; 0: no interval")] = 1000
+
+    @model_validator(mode="after")
+    def _bound_in_range(self) -> CalibrationCheck:
+        if self.max is not None and self.metric in _PROBABILITY_SCALE and self.max > 1:
+            raise ValueError(
+                f"max {self.max:g} is outside [0, 1]; {self.metric} is a probability gap"
+            )
+        if self.max is not None and self.metric == "brier" and self.max > 2:
+            raise ValueError(f"max {self.max:g} is outside [0, 2], the range of the Brier score")
+        return self
+
+
+def run_calibration(context: CheckContext, params: CalibrationCheck) -> CheckResult:
+    """Measure the metric on every example, with a percentile bootstrap interval."""
+    logits = context.logits().double()
+    labels = context.examples.y.numpy()
+    log_probabilities = torch.log_softmax(logits, dim=1)
+    probabilities = log_probabilities.exp().numpy()
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(np.float64)
+    statistic, samples = _statistic(
+        params, probabilities, labels, confidence, correct, log_probabilities
+    )
+    value = float(statistic(*samples))
+    ci = bootstrap_interval(
+        statistic,
+        samples,
+        confidence=context.confidence,
+        rng=context.numpy_rng("bootstrap"),
+        resamples=params.bootstrap,
+    )
+    details: dict[str, Any] = {
+        "accuracy": float(correct.mean()),
+        "mean_confidence": float(confidence.mean()),
+        "bins": cal.reliability_bins(
+            confidence, correct, params.bins, equal_mass=params.metric == "ace"
+        ),
+        "bin_rule": "equal-mass" if params.metric == "ace" else "equal-width (lo, hi]",
+    }
+    return bounded_result(
+        context,
+        params,
+        metric=params.metric,
+        value=value,
+        ci=ci,
+        maximum=params.max,
+        examples=len(labels),
+        details=details,
+    )
+
+
+def _statistic(
+    params: CalibrationCheck,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    log_probabilities: torch.Tensor,
+) -> tuple[Any, list[np.ndarray]]:
+    bins = params.bins
+    if params.metric == "ece":
+        return (lambda c, k: cal.expected_calibration_error(c, k, bins)), [confidence, correct]
+    if params.metric == "ace":
+        return (lambda c, k: cal.adaptive_calibration_error(c, k, bins)), [confidence, correct]
+    if params.metric == "mce":
+        return (lambda c, k: cal.maximum_calibration_error(c, k, bins)), [confidence, correct]
+    if params.metric == "classwise_ece":
+        return (
+            (lambda p, y: cal.classwise_calibration_error(p, y, bins)),
+            [probabilities.T.copy(), labels],
+        )
+    if params.metric == "brier":
+        per_example = ((probabilities - np.eye(probabilities.shape[1])[labels]) ** 2).sum(axis=1)
+        return (lambda v: v.mean(axis=-1)), [per_example]
+    label_log_probability = log_probabilities.gather(1, torch.as_tensor(labels)[:, None])
+    return cal.negative_log_likelihood, [label_log_probability.squeeze(1).numpy()]
+
+
+CHECK = CheckType(
+    name="calibration",
+    params=CalibrationCheck,
+    run=run_calibration,
+    summary="ECE, adaptive ECE, MCE, classwise ECE, Brier score or NLL at most a bound",
+)

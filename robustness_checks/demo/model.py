@@ -1,0 +1,65 @@
+"""A small CNN for 1x8x8 digit images and a factory that loads its bundled weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
+
+
+class DigitsCNN(nn.Module):
+    """Two 3x3 convolutions, one max-pool and a dropout MLP head; no batch norm."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 16, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, kernel_size=3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Dropout(0.25),
+            nn.Linear(32 * 4 * 4, 64),
+            nn.ReLU(),
+            nn.Dropout(0.25),
+            nn.Linear(64, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def weights_path(seed: int) -> Path:
+    """Path of the bundled weights file for the given training seed."""
+    return WEIGHTS_DIR / f"digits_cnn_seed{seed}.pt"
+
+
+def available_seeds() -> list[int]:
+    """Seeds for which a bundled weights file exists."""
+    prefix = "digits_cnn_seed"
+    return sorted(
+        int(p.stem[len(prefix) :])
+        for p in WEIGHTS_DIR.glob(f"{prefix}*.pt")
+        if p.stem[len(prefix) :].isdigit()
+    )
+
+
+def digits_cnn(num_classes: int = 10, pretrained: bool = False, seed: int = 0) -> DigitsCNN:
+    """A DigitsCNN in eval mode; with `pretrained`, loaded from the bundled weights for `seed`."""
+    model = DigitsCNN(num_classes=num_classes)
+    if pretrained:
+        path = weights_path(seed)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no bundled weights for seed {seed} at {path}; "
+                f"available seeds: {available_seeds() or 'none'}"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,101 @@
+"""Labelled examples in raw input space, and turning user data of any common form into them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from robustness_checks.errors import LoadError
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Inputs `x` (float, raw input space) and integer labels `y`, kept on the CPU."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise LoadError(f"x has {self.x.shape[0]} examples but y has {self.y.shape[0]}")
+        if self.y.dim() != 1:
+            raise LoadError(
+                f"y must be a vector of integer labels, got shape {tuple(self.y.shape)}"
+            )
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def batches(self, device: torch.device) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+        """(positions, x, y) batches moved to `device`."""
+        for start in range(0, len(self), self.batch_size):
+            part = slice(start, min(start + self.batch_size, len(self)))
+            yield (
+                part,
+                self.x[part].to(device, non_blocking=True),
+                self.y[part].to(device, non_blocking=True),
+            )
+
+    def take(self, limit: int | None) -> Examples:
+        """The first `limit` examples (all of them for None)."""
+        if limit is None or limit >= len(self):
+            return self
+        return Examples(self.x[:limit], self.y[:limit], self.batch_size)
+
+
+def as_examples(data: Any, batch_size: int = 256, limit: int | None = None) -> Examples:
+    """Examples from an (x, y) pair of tensors or arrays, a Dataset, a DataLoader or Examples."""
+    if isinstance(data, Examples):
+        return data.take(limit)
+    if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data, Dataset):
+        x, y = (_as_tensor(part) for part in data)
+        return _typed(x, y, batch_size).take(limit)
+    if isinstance(data, DataLoader):
+        return _from_batches(iter(data), batch_size, limit)
+    if isinstance(data, Dataset):
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+        return _from_batches(iter(loader), batch_size, limit)
+    raise LoadError(
+        f"cannot use a {type(data).__name__} as data: give an (x, y) pair of tensors, "
+        "a torch Dataset of (input, label) or a DataLoader"
+    )
+
+
+def _from_batches(batches: Iterator[Any], batch_size: int, limit: int | None) -> Examples:
+    xs: list[torch.Tensor] = []
+    ys: list[torch.Tensor] = []
+    count = 0
+    for batch in batches:
+        if not isinstance(batch, tuple | list) or len(batch) < 2:
+            raise LoadError("each item of the data set must be an (input, label) pair")
+        xs.append(_as_tensor(batch[0]))
+        ys.append(_as_tensor(batch[1]).reshape(-1))
+        count += xs[-1].shape[0]
+        if limit is not None and count >= limit:
+            break
+    if not xs:
+        raise LoadError("the data set is empty")
+    return _typed(torch.cat(xs), torch.cat(ys), batch_size).take(limit)
+
+
+def _as_tensor(value: Any) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    return torch.as_tensor(np.asarray(value))
+
+
+def _typed(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Examples:
+    if not x.is_floating_point():
+        raise LoadError(
+            f"x must be floating point in raw input space (got {x.dtype}); convert it, "
+            "for example x.float() / 255 for 8-bit images"
+        )
+    if y.is_floating_point() and not torch.equal(y, y.round()):
+        raise LoadError("y must hold integer class labels, got fractional values")
+    return Examples(x.float().contiguous(), y.long().contiguous(), batch_size)

@@ -1,0 +1,120 @@
+"""Build a spec's labelled examples from tensors files, factories, torchvision or image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustness_checks.errors import LoadError
+from robustness_checks.examples import Examples, as_examples
+from robustness_checks.loading.factory import import_callable
+from robustness_checks.spec.schema import DataSpec
+
+
+def build_data(spec: DataSpec, base_dir: Path) -> Examples:
+    """The examples `spec` describes, limited to its `limit`, with its batch size."""
+    if spec.tensors is not None:
+        x, y = read_tensors_file(base_dir / spec.tensors)
+        return as_examples((x, y), spec.batch_size, spec.limit)
+    if spec.factory is not None:
+        factory = import_callable(spec.factory, base_dir)
+        try:
+            data = factory(**spec.kwargs)
+        except Exception as error:
+            raise LoadError(f"data factory {spec.factory!r} raised {error!r}") from error
+        return as_examples(data, spec.batch_size, spec.limit)
+    transform = _image_transform(spec)
+    if spec.torchvision is not None:
+        dataset = _torchvision_dataset(spec, base_dir, transform)
+    else:
+        import torchvision
+
+        root = base_dir / str(spec.image_folder)
+        try:
+            dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
+        except (FileNotFoundError, NotADirectoryError) as error:
+            raise LoadError(
+                f"image folder {root}: {error} It needs one sub-folder of images per class"
+            ) from error
+    return as_examples(dataset, spec.batch_size, spec.limit)
+
+
+def read_tensors_file(path: Path) -> tuple[Any, Any]:
+    """(x, y) from a .pt file holding a dict or a .npz archive; never unpickles code."""
+    if not path.is_file():
+        raise LoadError(f"data file {path} does not exist")
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                content = {key: archive[key] for key in archive.files}
+        except (ValueError, OSError) as error:
+            raise LoadError(f"cannot read {path} as .npz without pickle: {error}") from error
+    else:
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise LoadError(
+                f"cannot read {path} with torch.load(weights_only=True): {error}"
+            ) from error
+    if not isinstance(content, dict):
+        raise LoadError(f"data file {path} must hold a mapping with keys x and y")
+    missing = [key for key in ("x", "y") if key not in content]
+    if missing:
+        raise LoadError(
+            f"data file {path} has no {' or '.join(missing)} (found keys: "
+            f"{', '.join(map(str, content)) or 'none'}); save x (inputs) and y (labels)"
+        )
+    return content["x"], content["y"]
+
+
+def tensors_file_keys(path: Path) -> list[str]:
+    """The keys of a .pt/.npz data file, read without loading the arrays where possible."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            return list(archive.files)
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    return list(content) if isinstance(content, dict) else []
+
+
+def _image_transform(spec: DataSpec) -> Any:
+    from torchvision.transforms import v2
+
+    steps: list[Any] = [v2.ToImage()]
+    if spec.resize is not None:
+        steps.append(v2.Resize(spec.resize, antialias=True))
+    if spec.center_crop is not None:
+        steps.append(v2.CenterCrop(spec.center_crop))
+    steps.append(v2.ToDtype(torch.float32, scale=True))
+    return v2.Compose(steps)
+
+
+def _torchvision_dataset(spec: DataSpec, base_dir: Path, transform: Any) -> Any:
+    import torchvision
+
+    options = spec.torchvision
+    assert options is not None
+    dataset_class = getattr(torchvision.datasets, options.name, None)
+    if dataset_class is None:
+        raise LoadError(f"torchvision.datasets has no data set named {options.name!r}")
+    root = (base_dir / Path(options.root).expanduser()).resolve()
+    kwargs = dict(options.kwargs)
+    if "split" not in kwargs:
+        kwargs["train"] = options.train
+    try:
+        return dataset_class(str(root), download=False, transform=transform, **kwargs)
+    except (RuntimeError, FileNotFoundError) as error:
+        raise LoadError(
+            f"torchvision data set {options.name} was not found under {root} ({error}). "
+            "Nothing is downloaded at run time: download it once yourself, then point root at it"
+        ) from error
+    except TypeError as error:
+        raise LoadError(
+            f"torchvision data set {options.name} does not accept these options ({error}); "
+            "give its own arguments (for example split) in torchvision.kwargs"
+        ) from error

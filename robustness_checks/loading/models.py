@@ -1,0 +1,136 @@
+"""Build the model under test (and ensemble members) from a spec, in eval mode, raw input space."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from robustness_checks.errors import LoadError
+from robustness_checks.loading.factory import import_callable
+from robustness_checks.spec.schema import ModelSource, ModelSpec, Preprocess
+
+
+class Normalized(nn.Module):
+    """Applies (x - mean) / std per channel (dimension 1) before the wrapped network."""
+
+    def __init__(self, network: nn.Module, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.network = network
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return self.network((x - self.mean.view(shape)) / self.std.view(shape))
+
+
+def build_model(spec: ModelSpec, base_dir: Path) -> nn.Module:
+    """The model of `spec` with its preprocessing folded in, in eval mode, on the CPU."""
+    return _finish(build_network(spec, base_dir), spec.preprocess)
+
+
+def build_ensemble(spec: ModelSpec, base_dir: Path) -> list[nn.Module]:
+    """The ensemble members of `spec` (none without `ensemble`), each with its preprocessing."""
+    return [
+        _finish(build_network(member, base_dir), spec.preprocess) for member in spec.ensemble or []
+    ]
+
+
+def build_network(source: ModelSource, base_dir: Path) -> nn.Module:
+    """The bare network a source describes, with its weights loaded."""
+    if source.torchscript is not None:
+        path = base_dir / source.torchscript
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except (RuntimeError, ValueError, OSError) as error:
+            raise LoadError(f"cannot load TorchScript file {path}: {error}") from error
+    if source.factory is not None:
+        factory = import_callable(source.factory, base_dir)
+        try:
+            network = factory(**source.kwargs)
+        except Exception as error:
+            raise LoadError(f"model factory {source.factory!r} raised {error!r}") from error
+        if not isinstance(network, nn.Module):
+            raise LoadError(
+                f"model factory {source.factory!r} returned a {type(network).__name__}; "
+                "it must return a torch.nn.Module"
+            )
+    else:
+        network = _torchvision_model(str(source.torchvision), source.kwargs)
+    if source.weights is not None:
+        _load_weights(network, base_dir / source.weights)
+    return network
+
+
+def load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
+    """A state_dict read with torch.load(weights_only=True); refuses pickles that run code."""
+    if not path.is_file():
+        raise LoadError(f"weights file {path} does not exist")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "Unsupported operand" in str(error):  # the bytes are not a pickle at all
+            raise LoadError(
+                f"weights file {path} is truncated or not a torch file (not a pickle)"
+            ) from error
+        raise LoadError(
+            f"weights file {path} holds objects that torch.load(weights_only=True) refuses "
+            "(a pickle that could run code). Save a plain state_dict instead: "
+            "torch.save(model.state_dict(), path)"
+        ) from error
+    except Exception as error:  # RuntimeError, EOFError, KeyError... for corrupt files
+        raise LoadError(
+            f"weights file {path} is truncated or not a torch file: {error!r}"
+        ) from error
+    if isinstance(loaded, Mapping):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in loaded and isinstance(loaded[key], Mapping):
+                loaded = loaded[key]
+                break
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(value, torch.Tensor) for value in loaded.values()
+    ):
+        raise LoadError(f"weights file {path} does not hold a state_dict (a mapping of tensors)")
+    return loaded
+
+
+def _load_weights(network: nn.Module, path: Path) -> None:
+    state = load_state_dict(path)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as error:
+        raise LoadError(f"weights file {path} does not fit the model: {error}") from error
+
+
+def _torchvision_model(name: str, kwargs: dict) -> nn.Module:
+    import torchvision
+
+    if name not in torchvision.models.list_models():
+        raise LoadError(f"torchvision has no model named {name!r}")
+    kwargs = dict(kwargs)
+    for key in ("weights", "weights_backbone"):
+        if kwargs.pop(key, None) is not None:
+            raise LoadError(
+                f"torchvision models never download weights here: leave kwargs.{key} out and "
+                "give a local state_dict file in `weights:`"
+            )
+    builder = torchvision.models.get_model_builder(name)
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        kwargs["weights_backbone"] = None  # its default would download ImageNet weights
+    try:
+        return builder(weights=None, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise LoadError(f"torchvision model {name!r} rejects kwargs {kwargs}: {error}") from error
+
+
+def _finish(network: nn.Module, preprocess: Preprocess | None) -> nn.Module:
+    model = network if preprocess is None else Normalized(network, preprocess.mean, preprocess.std)
+    model.eval()
+    for parameter in model.parameters():  # ScriptModules have no requires_grad_()
+        parameter.requires_grad_(False)
+    return model

@@ -1,0 +1,85 @@
+"""Collection-time checks that the files and factories a spec names exist, without running them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from robustness_checks.errors import LoadError
+from robustness_checks.loading.data import tensors_file_keys
+from robustness_checks.loading.factory import import_callable
+from robustness_checks.spec.schema import DataSpec, ModelSource, Spec
+from robustness_checks.spec.yaml_lines import Location
+
+Problem = tuple[Location, str]
+
+
+def source_problems(spec: Spec, base_dir: Path) -> list[Problem]:
+    """Every missing file, unimportable factory or malformed data file the spec refers to."""
+    problems = _model_problems(spec.model, base_dir, ("model",))
+    for index, member in enumerate(spec.model.ensemble or []):
+        problems += _model_problems(member, base_dir, ("model", "ensemble", index))
+    problems += _data_problems(spec.data, base_dir, ("data",))
+    return problems
+
+
+def _model_problems(source: ModelSource, base_dir: Path, where: Location) -> list[Problem]:
+    problems: list[Problem] = []
+    if source.factory is not None:
+        problems += _factory_problems(source.factory, base_dir, (*where, "factory"))
+    if source.torchscript is not None:
+        problems += _file_problems(base_dir / source.torchscript, (*where, "torchscript"),
+                                   "TorchScript file")
+    if source.torchvision is not None:
+        import torchvision
+
+        if source.torchvision not in torchvision.models.list_models():
+            problems.append(((*where, "torchvision"),
+                             f"torchvision has no model named {source.torchvision!r}"))
+    if source.weights is not None:
+        problems += _file_problems(base_dir / source.weights, (*where, "weights"), "weights file")
+    return problems
+
+
+def _data_problems(data: DataSpec, base_dir: Path, where: Location) -> list[Problem]:
+    if data.factory is not None:
+        return _factory_problems(data.factory, base_dir, (*where, "factory"))
+    if data.image_folder is not None:
+        folder = base_dir / data.image_folder
+        if not folder.is_dir():
+            return [((*where, "image_folder"), f"image folder {folder} does not exist")]
+    if data.torchvision is not None:
+        import torchvision
+
+        if not hasattr(torchvision.datasets, data.torchvision.name):
+            return [((*where, "torchvision", "name"),
+                     f"torchvision.datasets has no data set named {data.torchvision.name!r}")]
+    if data.tensors is None:
+        return []
+    path = base_dir / data.tensors
+    missing = _file_problems(path, (*where, "tensors"), "data file")
+    if missing:
+        return missing
+    try:
+        keys = tensors_file_keys(path)
+    except Exception as error:
+        return [((*where, "tensors"), f"cannot read data file {path} safely: {error}")]
+    absent = [key for key in ("x", "y") if key not in keys]
+    if absent:
+        return [((*where, "tensors"),
+                 f"data file {path} has no {' or '.join(absent)} (found keys: "
+                 f"{', '.join(keys) or 'none'}); it must hold x (float inputs) and y (labels)")]
+    return []
+
+
+def _factory_problems(reference: str, base_dir: Path, where: Location) -> list[Problem]:
+    try:
+        import_callable(reference, base_dir)
+    except LoadError as error:
+        return [(where, str(error))]
+    return []
+
+
+def _file_problems(path: Path, where: Location, what: str) -> list[Problem]:
+    if path.is_file():
+        return []
+    return [(where, f"{what} {path} does not exist (paths are relative to the spec file)")]

@@ -1,0 +1,1 @@
+"""Metric definitions as vectorised numpy functions (leading axes are independent batches)."""

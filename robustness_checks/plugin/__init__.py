@@ -1,0 +1,21 @@
+"""The pytest plugin (entry point `robustness_checks`): a thin adapter over the library."""
+
+from robustness_checks.plugin.collect import pytest_collect_file
+from robustness_checks.plugin.fixture import robustness
+from robustness_checks.plugin.hooks import (
+    pytest_configure,
+    pytest_runtestloop,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+)
+from robustness_checks.plugin.options import pytest_addoption
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_collect_file",
+    "pytest_configure",
+    "pytest_runtestloop",
+    "pytest_sessionfinish",
+    "pytest_terminal_summary",
+    "robustness",
+]

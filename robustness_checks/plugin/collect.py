@@ -1,0 +1,114 @@
+"""Spec collection: a YAML spec file is a pytest collector whose items are its checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robustness_checks.plugin.session import get_session
+
+SPEC_SUFFIXES = (".robustness.yaml", ".robustness.yml")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile | None:
+    named_spec = file_path.name.endswith(SPEC_SUFFIXES)
+    given_yaml = file_path.suffix in (".yaml", ".yml") and parent.session.isinitpath(file_path)
+    if named_spec or given_yaml:
+        return SpecFile.from_parent(parent, path=file_path)
+    return None
+
+
+class CheckFailed(Exception):
+    """A check that ran and did not meet its bound."""
+
+    def __init__(self, result: Any):
+        super().__init__(result.message)
+        self.result = result
+
+
+class SpecFile(pytest.File):
+    """One spec file; validated at collection, loaded on the first check that runs."""
+
+    document: Any = None
+
+    def collect(self):  # type: ignore[override]
+        from robustness_checks.errors import SpecError
+        from robustness_checks.spec.parse import load_spec
+
+        try:
+            self.document = load_spec(self.path)
+        except SpecError as error:
+            get_session(self.config).spec_errors += 1
+            raise self.CollectError(error.render()) from None
+        for index, check in enumerate(self.document.spec.checks):
+            item = CheckItem.from_parent(self, name=check.name, check=check, index=index)
+            item.add_marker("robustness")
+            for mark in check.marks:
+                item.add_marker(mark)
+            yield item
+
+
+class CheckItem(pytest.Item):
+    """One check of a spec; its id is the check's name."""
+
+    def __init__(self, *, check: Any, index: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.check = check
+        self.index = index
+        self.result: Any = None
+
+    @property
+    def spec_file(self) -> SpecFile:
+        assert isinstance(self.parent, SpecFile)
+        return self.parent
+
+    def runtest(self) -> None:
+        from robustness_checks.runner import error_result, execute
+
+        state = get_session(self.config)
+        document = self.spec_file.document
+        start = time.perf_counter()
+        context = None
+        try:
+            runtime = state.runtime(document)
+            context = runtime.context(self.check)
+            result = execute(context, self.check)
+        except Exception as error:
+            confidence = self.check.confidence or document.spec.confidence
+            result = error_result(
+                self.check,
+                error,
+                confidence=confidence,
+                seconds=time.perf_counter() - start,
+                evaluations=context.evaluations if context else 0,
+            )
+            self._record(result)
+            raise
+        self._record(result)
+        if not result.passed:
+            raise CheckFailed(result)
+
+    def _record(self, result: Any) -> None:
+        from robustness_checks.reporting.junit import junit_properties
+
+        self.result = result
+        spec = self.nodeid.split("::", 1)[0]
+        get_session(self.config).record(self.nodeid, spec, result, (0, spec, self.index))
+        self.user_properties.extend(junit_properties(result))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        from robustness_checks.errors import RobustnessError
+
+        if isinstance(excinfo.value, CheckFailed):
+            return f"{self.check.type} check {self.name!r} failed: {excinfo.value.result.message}"
+        if isinstance(excinfo.value, RobustnessError):
+            kind = type(excinfo.value).__name__
+            return f"{self.check.type} check {self.name!r} could not run: {kind}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        line = self.spec_file.document.lines.line(("checks", self.index))
+        return self.path, None if line is None else line - 1, f"{self.check.type}: {self.name}"

@@ -1,0 +1,77 @@
+"""Session-level hooks: set-up, xdist hand-over, report writing and the terminal summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from robustness_checks.plugin.session import (
+    WORKER_OUTPUT_KEY,
+    RobustnessSession,
+    get_session,
+    session_key,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[session_key] = RobustnessSession(config)
+    config.addinivalue_line("markers", "robustness: a check from a robustness spec file")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "robustness_checks_xdist")
+
+
+class _XdistHooks:
+    """Registered only when pytest-xdist is installed, since its hook needs xdist's spec."""
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        output = getattr(node, "workeroutput", {}).get(WORKER_OUTPUT_KEY)
+        if output:
+            get_session(node.config).merge_worker_output(output)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtestloop(session: pytest.Session):  # type: ignore[no-untyped-def]
+    """A bad spec fails its own collection but, unlike other collection errors, does not stop
+    the other specs from running (DESIGN.md); the exit status still counts it."""
+    spec_errors = get_session(session.config).spec_errors
+    session.testsfailed -= spec_errors
+    try:
+        return (yield)
+    finally:
+        session.testsfailed += spec_errors
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    state = get_session(config)
+    if _is_worker(config):
+        config.workeroutput[WORKER_OUTPUT_KEY] = state.to_worker_output()  # type: ignore[attr-defined]
+        return
+    json_path = config.getoption("robustness_json")
+    if json_path:
+        from robustness_checks.reporting.json_report import write_results_json
+
+        write_results_json(json_path, state.sorted_results(), state.devices)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config):
+        return
+    results = get_session(config).sorted_results()
+    if not results:
+        return
+    from robustness_checks.reporting.terminal import summary_lines
+
+    terminalreporter.write_sep("-", "robustness checks")
+    for line in summary_lines(results):
+        terminalreporter.write_line(line)
+    json_path = config.getoption("robustness_json")
+    if json_path:
+        terminalreporter.write_line(f"results written to {json_path}")

@@ -1,0 +1,72 @@
+"""Per-session state: loaded spec runtimes, collected results, and the xdist hand-over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robustness_checks.results import CheckResult
+
+WORKER_OUTPUT_KEY = "robustness_checks"
+
+
+class RobustnessSession:
+    """Shared by every item of one pytest session (one per xdist worker, one for the controller)."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.results: list[dict[str, Any]] = []
+        self.devices: list[str] = []
+        self.spec_errors = 0
+        self._runtimes: dict[Path, Any] = {}
+
+    def runtime(self, document: Any) -> Any:
+        """The spec's loaded model and data, loaded on first use; a load error is re-raised for
+        every check of the spec."""
+        from robustness_checks.runtime import SpecRuntime
+
+        key = document.path.resolve()
+        if key not in self._runtimes:
+            try:
+                self._runtimes[key] = SpecRuntime.load(
+                    document,
+                    device=self.config.getoption("robustness_device"),
+                    seed=self.config.getoption("robustness_seed"),
+                )
+            except Exception as error:
+                self._runtimes[key] = error
+        loaded = self._runtimes[key]
+        if isinstance(loaded, Exception):
+            raise loaded
+        device = str(loaded.device)
+        if device not in self.devices:
+            self.devices.append(device)
+        return loaded
+
+    def record(self, nodeid: str, spec: str | None, result: CheckResult, order: tuple) -> None:
+        record = {"nodeid": nodeid, "spec": spec, **result.to_dict()}
+        record["_order"] = list(order)
+        self.results.append(record)
+
+    def sorted_results(self) -> list[dict[str, Any]]:
+        """Results in a stable order (spec, position), without internal keys."""
+        ordered = sorted(self.results, key=lambda record: record["_order"])
+        return [{k: v for k, v in record.items() if k != "_order"} for record in ordered]
+
+    def to_worker_output(self) -> dict[str, Any]:
+        return {"results": self.results, "devices": self.devices}
+
+    def merge_worker_output(self, output: dict[str, Any]) -> None:
+        self.results.extend(output.get("results", []))
+        for device in output.get("devices", []):
+            if device not in self.devices:
+                self.devices.append(device)
+
+
+session_key = pytest.StashKey[RobustnessSession]()
+
+
+def get_session(config: pytest.Config) -> RobustnessSession:
+    return config.stash[session_key]

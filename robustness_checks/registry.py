@@ -1,0 +1,17 @@
+"""The one registry mapping a check `type` to its parameter model and function."""
+
+from __future__ import annotations
+
+from robustness_checks.checks import calibration
+from robustness_checks.checks.base import CheckType
+
+CHECK_TYPES: dict[str, CheckType] = {entry.name: entry for entry in (calibration.CHECK,)}
+
+
+def check_type(name: str) -> CheckType:
+    """The registry entry for `name`, with the known types in the error."""
+    try:
+        return CHECK_TYPES[name]
+    except KeyError:
+        known = ", ".join(sorted(CHECK_TYPES))
+        raise KeyError(f"unknown check type {name!r}; known types: {known}") from None

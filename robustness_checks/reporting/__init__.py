@@ -1,0 +1,1 @@
+"""Report writers: results JSON, JUnit properties, terminal summary."""

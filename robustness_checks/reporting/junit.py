@@ -1,0 +1,19 @@
+"""JUnit `<property>` entries for a check's testcase."""
+
+from __future__ import annotations
+
+from robustness_checks.results import CheckResult
+
+
+def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
+    """(name, value) pairs: metric, value, threshold, comparison, ci_low, ci_high, passed."""
+    ci_low, ci_high = result.ci if result.ci is not None else ("", "")
+    return [
+        ("metric", result.metric),
+        ("value", result.value),
+        ("threshold", "" if result.threshold is None else result.threshold),
+        ("comparison", result.comparison or ""),
+        ("ci_low", ci_low),
+        ("ci_high", ci_high),
+        ("passed", str(result.passed).lower()),
+    ]

@@ -1,0 +1,108 @@
+"""`CheckResult`: one check's measured value, bound, interval, outcome and details."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, NamedTuple
+
+Comparison = Literal["<=", ">="]
+Outcome = Literal["passed", "failed", "error", "skipped"]
+
+
+class ConfidenceInterval(NamedTuple):
+    """Interval of a statistic, as scipy.stats results name it."""
+
+    low: float
+    high: float
+
+
+@dataclass
+class CheckResult:
+    """A measured property: usable in a plain `assert` with a readable message."""
+
+    check: str
+    type: str
+    metric: str
+    value: float
+    comparison: Comparison | None = None
+    threshold: float | None = None
+    ci: tuple[float, float] | None = None
+    confidence: float = 0.95
+    passed: bool = True
+    outcome: Outcome = "passed"
+    evaluations: int = 0
+    seconds: float = 0.0
+    examples: int = 0
+    details: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def statistic(self) -> float:
+        """The measured value (scipy.stats naming)."""
+        return self.value
+
+    def confidence_interval(self) -> ConfidenceInterval | None:
+        """The interval of the value at `confidence`, if one was computed."""
+        return None if self.ci is None else ConfidenceInterval(*self.ci)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def message(self) -> str:
+        """One line a person can act on, e.g. 'ece = 0.083 (95% CI ...) exceeds max 0.05 on ...'."""
+        if self.outcome == "error":
+            return f"{self.check}: error: {self.error}"
+        text = f"{self.metric} = {format_number(self.value)}"
+        if self.ci is not None:
+            level = f"{100 * self.confidence:g}%"
+            text += f" ({level} CI {format_number(self.ci[0])} to {format_number(self.ci[1])})"
+        if self.comparison is not None and self.threshold is not None:
+            bound = "max" if self.comparison == "<=" else "min"
+            verb = (
+                ("is within" if self.passed else "exceeds")
+                if bound == "max"
+                else ("meets" if self.passed else "is below")
+            )
+            text += f" {verb} {bound} {format_number(self.threshold)}"
+        if self.examples:
+            text += f" on {self.examples} examples"
+        return text
+
+    def __repr__(self) -> str:
+        status = "passed" if self.passed else self.outcome
+        return f"<CheckResult {self.check!r} {status}: {self.message}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the results file (schema_version 1)."""
+        data = asdict(self)
+        data["ci"] = None if self.ci is None else [self.ci[0], self.ci[1]]
+        data.pop("examples")
+        data.pop("error")
+        if self.error is not None:
+            data["error"] = self.error
+        data["examples"] = self.examples
+        return _finite(data)
+
+
+def format_number(value: float) -> str:
+    """Three significant digits, plain notation where it reads better."""
+    if value is None or not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.4g}"
+    return f"{value:.3g}"
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value

@@ -1,0 +1,188 @@
+"""The pydantic schema of a spec's top level; each check type adds its own `CheckSpec` subclass."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+ConfidenceLevel = Annotated[float, Field(gt=0.0, lt=1.0)]
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_CHECK_NAME = re.compile(r"^[^\s\[\]:/\\][^\[\]:/\\]*$")
+
+
+class StrictModel(BaseModel):
+    """A schema block that refuses unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _exactly_one(block: BaseModel, fields: tuple[str, ...], what: str) -> None:
+    given = [name for name in fields if getattr(block, name) is not None]
+    if len(given) != 1:
+        choices = ", ".join(fields)
+        found = ", ".join(given) if given else "none"
+        raise ValueError(f"{what} needs exactly one of {choices} (found: {found})")
+
+
+class ModelSource(StrictModel):
+    """Where one network comes from: a factory, a TorchScript file or a torchvision name."""
+
+    factory: str | None = Field(None, description="'pkg.module:function' or 'file.py:function'")
+    torchscript: str | None = Field(None, description="path of a TorchScript file")
+    torchvision: str | None = Field(None, description="torchvision.models name; never downloads")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
+    weights: str | None = Field(None, description="state_dict file, loaded with weights_only")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ModelSource:
+        _exactly_one(self, ("factory", "torchscript", "torchvision"), "a model")
+        if self.torchscript is not None and (self.kwargs or self.weights):
+            raise ValueError(
+                "a torchscript model takes no kwargs or weights (they are in the file)"
+            )
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError(
+                f"factory {self.factory!r} must look like 'pkg.module:function' "
+                "or 'path/file.py:function'"
+            )
+        return self
+
+
+class Preprocess(StrictModel):
+    """Per-channel normalisation folded into the model, so checks work in raw input space."""
+
+    mean: list[float] = Field(min_length=1)
+    std: list[Annotated[float, Field(gt=0.0)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> Preprocess:
+        if len(self.mean) != len(self.std):
+            raise ValueError(
+                f"mean has {len(self.mean)} values and std {len(self.std)}; give one per channel"
+            )
+        return self
+
+
+class ModelSpec(ModelSource):
+    """The model under test, its normalisation and optional ensemble members."""
+
+    preprocess: Preprocess | None = None
+    ensemble: list[ModelSource] | None = Field(None, min_length=1)
+
+
+class TorchvisionData(StrictModel):
+    """A torchvision data set read from local files only."""
+
+    name: str
+    root: str
+    train: bool = False
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class DataSpec(StrictModel):
+    """Where the labelled examples come from, and how many to use."""
+
+    tensors: str | None = Field(None, description=".pt or .npz file with x and y")
+    factory: str | None = Field(None, description="returns a torch Dataset or an (x, y) pair")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the factory")
+    torchvision: TorchvisionData | None = None
+    image_folder: str | None = Field(None, description="folder with one sub-folder per class")
+    resize: PositiveInt | None = None
+    center_crop: PositiveInt | None = None
+    limit: PositiveInt | None = Field(None, description="use the first N examples")
+    batch_size: PositiveInt = 256
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        _exactly_one(self, ("tensors", "factory", "torchvision", "image_folder"), "data")
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError(
+                f"factory {self.factory!r} must look like 'pkg.module:function' "
+                "or 'path/file.py:function'"
+            )
+        if self.kwargs and self.factory is None:
+            raise ValueError("kwargs is only used with a data factory")
+        return self
+
+
+class CheckSpec(StrictModel):
+    """Fields every check has; each check type subclasses it with its own `type` literal."""
+
+    name: str = Field(description="the pytest id of the check")
+    type: str
+    confidence: ConfidenceLevel | None = Field(
+        None, description="confidence level of this check; default: the spec's"
+    )
+    marks: list[str] = Field(default_factory=list, description="pytest marks, e.g. [slow]")
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, name: str) -> str:
+        if not _CHECK_NAME.match(name):
+            raise ValueError(
+                f"name {name!r} must be non-empty and contain none of '[', ']', ':', '/', '\\'"
+            )
+        return name
+
+    @field_validator("marks")
+    @classmethod
+    def _valid_marks(cls, marks: list[str]) -> list[str]:
+        for mark in marks:
+            if not mark.isidentifier():
+                raise ValueError(f"mark {mark!r} is not a valid pytest mark name")
+        return marks
+
+
+class SpecTop(StrictModel):
+    """The top level of a spec; `checks` is validated entry by entry against the registry."""
+
+    model: ModelSpec
+    data: DataSpec
+    bounds: tuple[float, float] | None = Field(
+        (0.0, 1.0), description="valid raw input range [lo, hi]; null = unbounded"
+    )
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
+    seed: int = 0
+    confidence: ConfidenceLevel = 0.95
+    checks: list[Any] = Field(min_length=1)
+
+    @field_validator("bounds")
+    @classmethod
+    def _ordered(cls, bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"bounds must be [lo, hi] with lo < hi, got {list(bounds)}")
+        return bounds
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not _DEVICE.match(device):
+            raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        return device
+
+
+class Spec(SpecTop):
+    """A validated spec: the top level plus its checks as their typed parameter models."""
+
+    checks: list[CheckSpec]  # type: ignore[assignment]
+
+
+def spec_json_schema(check_models: list[type[CheckSpec]]) -> dict[str, Any]:
+    """JSON Schema of spec files, with `checks` as a union discriminated by `type`."""
+    from typing import Union
+
+    from pydantic import create_model
+
+    check_union = Annotated[Union[tuple(check_models)], Field(discriminator="type")]  # noqa: UP007
+    document = create_model(
+        "RobustnessSpec",
+        __base__=SpecTop,
+        checks=(list[check_union], Field(min_length=1)),  # type: ignore[valid-type]
+    )
+    schema = document.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "robustness_checks spec"
+    return schema
