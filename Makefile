@@ -18,7 +18,8 @@ demo: $(STAMP)
 	mkdir -p $(REPORTS)
 	$(PY) -m pytest specs/ -p no:cacheprovider \
 		--junitxml=$(REPORTS)/junit.xml \
-		--robustness-json=$(REPORTS)/robustness.json
+		--robustness-json=$(REPORTS)/robustness.json \
+		--robustness-html=$(REPORTS)/robustness.html
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 --dist loadfile

@@ -9,7 +9,12 @@ __version__ = "0.1.0"
 
 # Attributes are imported on first use so that loading the pytest plugin does not import torch.
 _EXPORTS = {
+    "adversarial": "robustness_checks.api",
     "calibration": "robustness_checks.api",
+    "entropy_trend": "robustness_checks.api",
+    "failure_prediction": "robustness_checks.api",
+    "ood": "robustness_checks.api",
+    "selective": "robustness_checks.api",
     "run_check": "robustness_checks.api",
     "CHECK_TYPES": "robustness_checks.registry",
     "CheckResult": "robustness_checks.results",
@@ -33,14 +38,27 @@ __all__ = [
     "RobustnessError",
     "SpecError",
     "__version__",
+    "adversarial",
     "as_examples",
     "calibration",
+    "entropy_trend",
+    "failure_prediction",
     "load_spec",
+    "ood",
     "run_check",
+    "selective",
 ]
 
 if TYPE_CHECKING:
-    from robustness_checks.api import calibration, run_check
+    from robustness_checks.api import (
+        adversarial,
+        calibration,
+        entropy_trend,
+        failure_prediction,
+        ood,
+        run_check,
+        selective,
+    )
     from robustness_checks.errors import LoadError, ModelOutputError, RobustnessError, SpecError
     from robustness_checks.examples import Examples, as_examples
     from robustness_checks.registry import CHECK_TYPES

@@ -32,10 +32,15 @@ def run_check(
     """Run a check of `type` on `model` (raw inputs in, logits out) and `data`.
 
     `data` is an (x, y) pair, a torch Dataset or a DataLoader; `params` are the check's YAML
-    fields. The model is moved to `device` (auto by default) and put in eval mode.
+    fields, except that a data field such as `ood_data` takes data in any of those forms (or a
+    tensor of inputs alone). The model is moved to `device` (auto by default) and put in eval mode.
     """
     entry = check_type(type)
     check_name = name or type
+    extra_data = {
+        key: as_examples(params.pop(key), batch_size)
+        for key in [k for k, v in params.items() if k.endswith("_data") and not isinstance(v, dict)]
+    }
     spec = entry.params.model_validate({"name": check_name, "type": type, **params})
     context = CheckContext.create(
         model,
@@ -46,6 +51,7 @@ def run_check(
         confidence=confidence,
         bounds=bounds,
         ensemble=ensemble,
+        extra_data=extra_data,
     )
     return execute(context, spec)
 
@@ -73,5 +79,140 @@ def calibration(
         bins=bins,
         max=max,
         bootstrap=bootstrap,
+        **options,
+    )
+
+
+def adversarial(
+    model: nn.Module,
+    data: Any,
+    *,
+    eps: float | list[float],
+    method: str = "pgd",
+    norm: str | int = "inf",
+    max_drop: float | list[float] | None = None,
+    min_accuracy: float | list[float] | None = None,
+    failing_examples: int = 8,
+    attack: dict[str, Any] | None = None,
+    **options: Any,
+) -> CheckResult:
+    """Accuracy of `model` under an attack at every eps (one call, many eps), with bounds.
+
+    `attack` takes the other fields of the YAML attack block (steps, step_size, restarts,
+    random_start, early_stop, targeted).
+
+    Example: ``adversarial(model, (x, y), method="pgd", eps=[0.05, 0.1], max_drop=0.3)``.
+    """
+    block = {**(attack or {}), "method": method, "norm": str(norm), "eps": eps}
+    return run_check(
+        "adversarial",
+        model,
+        data,
+        attack=block,
+        max_drop=max_drop,
+        min_accuracy=min_accuracy,
+        failing_examples=failing_examples,
+        **options,
+    )
+
+
+def entropy_trend(
+    model: nn.Module,
+    data: Any,
+    *,
+    eps: list[float],
+    attack: dict[str, Any] | None = None,
+    uncertainty: dict[str, Any] | None = None,
+    metric: str = "predictive_entropy",
+    expect: str = "increasing",
+    tolerance: float = 0.0,
+    **options: Any,
+) -> CheckResult:
+    """Whether the uncertainty `metric` rises (or falls) with the perturbation size `eps`."""
+    return run_check(
+        "entropy_trend",
+        model,
+        data,
+        eps=eps,
+        attack=attack or {"method": "fgsm"},
+        uncertainty=uncertainty or {},
+        metric=metric,
+        expect=expect,
+        tolerance=tolerance,
+        **options,
+    )
+
+
+def selective(
+    model: nn.Module,
+    data: Any,
+    *,
+    score: str = "confidence",
+    coverage: float | None = None,
+    min_accuracy: float | None = None,
+    max_aurc: float | None = None,
+    uncertainty: dict[str, Any] | None = None,
+    **options: Any,
+) -> CheckResult:
+    """Accuracy at `coverage`, or AURC, when abstaining on the inputs with the highest `score`."""
+    return run_check(
+        "selective",
+        model,
+        data,
+        score=score,
+        coverage=coverage,
+        min_accuracy=min_accuracy,
+        max_aurc=max_aurc,
+        uncertainty=uncertainty or {},
+        **options,
+    )
+
+
+def ood(
+    model: nn.Module,
+    data: Any,
+    ood_data: Any,
+    *,
+    score: str = "msp",
+    metric: str = "auroc",
+    min: float | None = None,
+    max: float | None = None,
+    uncertainty: dict[str, Any] | None = None,
+    **options: Any,
+) -> CheckResult:
+    """How well `score` separates `ood_data` (positives) from `data`: auroc, aupr or fpr95."""
+    return run_check(
+        "ood",
+        model,
+        data,
+        ood_data=ood_data,
+        score=score,
+        metric=metric,
+        min=min,
+        max=max,
+        uncertainty=uncertainty or {},
+        **options,
+    )
+
+
+def failure_prediction(
+    model: nn.Module,
+    data: Any,
+    *,
+    score: str = "confidence",
+    metric: str = "aupr_error",
+    min: float | None = None,
+    uncertainty: dict[str, Any] | None = None,
+    **options: Any,
+) -> CheckResult:
+    """How well `score` ranks the model's errors above its correct predictions."""
+    return run_check(
+        "failure_prediction",
+        model,
+        data,
+        score=score,
+        metric=metric,
+        min=min,
+        uncertainty=uncertainty or {},
         **options,
     )

@@ -46,6 +46,7 @@ class CheckContext:
     bounds: tuple[float, float] | None = (0.0, 1.0)
     ensemble: list[nn.Module] = field(default_factory=list)
     counter: EvaluationCounter = field(default_factory=EvaluationCounter)
+    extra_data: dict[str, Examples] = field(default_factory=dict)  # e.g. ood_data
 
     @classmethod
     def create(
@@ -59,6 +60,7 @@ class CheckContext:
         confidence: float = 0.95,
         bounds: tuple[float, float] | None = (0.0, 1.0),
         ensemble: list[nn.Module] | None = None,
+        extra_data: dict[str, Examples] | None = None,
     ) -> CheckContext:
         """A context whose model and ensemble members are moved to `device`, put in eval mode
         and counted."""
@@ -74,6 +76,7 @@ class CheckContext:
             bounds=bounds,
             ensemble=members,
             counter=counter,
+            extra_data=dict(extra_data or {}),
         )
 
     @property

@@ -46,15 +46,17 @@ def random_bits(key: int, indices: torch.Tensor, shape: tuple[int, ...]) -> torc
     return bits.view(len(indices), *shape)
 
 
-def uniform(key: int, indices: torch.Tensor, shape: tuple[int, ...],
-            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def uniform(
+    key: int, indices: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Uniform [0, 1) values of shape (len(indices), *shape), 53 random bits each."""
     bits = _shift_right(random_bits(key, indices, shape), 11)
     return (bits.double() * 2.0**-53).to(dtype)
 
 
-def normal(key: int, indices: torch.Tensor, shape: tuple[int, ...],
-           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def normal(
+    key: int, indices: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Standard normal values of shape (len(indices), *shape), by the Box-Muller transform."""
     count = math.prod(shape)
     pairs = (count + 1) // 2

@@ -53,6 +53,10 @@ def as_examples(data: Any, batch_size: int = 256, limit: int | None = None) -> E
     """Examples from an (x, y) pair of tensors or arrays, a Dataset, a DataLoader or Examples."""
     if isinstance(data, Examples):
         return data.take(limit)
+    if isinstance(data, torch.Tensor | np.ndarray):
+        # Inputs alone (OOD data): the labels are unknown, written as -1.
+        x = _as_tensor(data)
+        return _typed(x, torch.full((x.shape[0],), -1), batch_size).take(limit)
     if isinstance(data, tuple | list) and len(data) == 2 and not isinstance(data, Dataset):
         x, y = (_as_tensor(part) for part in data)
         return _typed(x, y, batch_size).take(limit)

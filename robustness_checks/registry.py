@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
-from robustness_checks.checks import calibration
+from robustness_checks.checks import (
+    adversarial,
+    calibration,
+    entropy_trend,
+    failure_prediction,
+    ood,
+    selective,
+)
 from robustness_checks.checks.base import CheckType
 
-CHECK_TYPES: dict[str, CheckType] = {entry.name: entry for entry in (calibration.CHECK,)}
+CHECK_TYPES: dict[str, CheckType] = {
+    entry.name: entry
+    for entry in (
+        calibration.CHECK,
+        adversarial.CHECK,
+        entropy_trend.CHECK,
+        selective.CHECK,
+        ood.CHECK,
+        failure_prediction.CHECK,
+    )
+}
 
 
 def check_type(name: str) -> CheckType:

@@ -36,6 +36,9 @@ class CheckResult:
     examples: int = 0
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    condition: str | None = None  # e.g. "under PGD-Linf eps=0.1", shown in the message
+    bound_name: str | None = None  # the spec field of the bound, e.g. "max_drop"
+    statement: str | None = None  # replaces the generic "metric = value ..." wording
 
     @property
     def statistic(self) -> float:
@@ -54,17 +57,21 @@ class CheckResult:
         """One line a person can act on, e.g. 'ece = 0.083 (95% CI ...) exceeds max 0.05 on ...'."""
         if self.outcome == "error":
             return f"{self.check}: error: {self.error}"
+        if self.statement:
+            return self.statement + (f" on {self.examples} examples" if self.examples else "")
         text = f"{self.metric} = {format_number(self.value)}"
         if self.ci is not None:
             level = f"{100 * self.confidence:g}%"
             text += f" ({level} CI {format_number(self.ci[0])} to {format_number(self.ci[1])})"
+        if self.condition:
+            text += f" {self.condition}"
         if self.comparison is not None and self.threshold is not None:
-            bound = "max" if self.comparison == "<=" else "min"
-            verb = (
-                ("is within" if self.passed else "exceeds")
-                if bound == "max"
-                else ("meets" if self.passed else "is below")
-            )
+            upper = self.comparison == "<="
+            bound = self.bound_name or ("max" if upper else "min")
+            if upper:
+                verb = "is within" if self.passed else "exceeds"
+            else:
+                verb = "meets" if self.passed else "is below"
             text += f" {verb} {bound} {format_number(self.threshold)}"
         if self.examples:
             text += f" on {self.examples} examples"
@@ -78,11 +85,12 @@ class CheckResult:
         """The JSON form of the results file (schema_version 1)."""
         data = asdict(self)
         data["ci"] = None if self.ci is None else [self.ci[0], self.ci[1]]
-        data.pop("examples")
-        data.pop("error")
+        for internal in ("examples", "error", "condition", "bound_name", "statement"):
+            data.pop(internal)
         if self.error is not None:
             data["error"] = self.error
         data["examples"] = self.examples
+        data["message"] = self.message
         return _finite(data)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -13,7 +13,7 @@ from robustness_checks.loading.data import build_data
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.loading.models import build_ensemble, build_model
 from robustness_checks.spec.parse import SpecDocument
-from robustness_checks.spec.schema import CheckSpec
+from robustness_checks.spec.schema import CheckSpec, DataSpec
 
 
 @dataclass
@@ -26,6 +26,7 @@ class SpecRuntime:
     examples: Examples
     device: torch.device
     seed: int
+    _extra: dict[str, Examples] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -51,4 +52,24 @@ class SpecRuntime:
             confidence=check.confidence or spec.confidence,
             bounds=spec.bounds,
             ensemble=self.ensemble,
+            extra_data=self.extra_data(check),
         )
+
+    def extra_data(self, check: CheckSpec) -> dict[str, Examples]:
+        """The check's own data sources (such as ood_data), each loaded once per spec."""
+        loaded = {}
+        for name, value in check_data_sources(check).items():
+            key = value.model_dump_json()
+            if key not in self._extra:
+                self._extra[key] = build_data(value, self.document.base_dir, labels=False)
+            loaded[name] = self._extra[key]
+        return loaded
+
+
+def check_data_sources(check: CheckSpec) -> dict[str, DataSpec]:
+    """The fields of a check that name a data source of their own."""
+    return {
+        name: value
+        for name in type(check).model_fields
+        if isinstance(value := getattr(check, name), DataSpec)
+    }

@@ -1,4 +1,9 @@
-"""A small CNN for 1x8x8 digit images and a factory that loads its bundled weights."""
+"""A small CNN for 1x8x8 digit images and factories that load its bundled weights.
+
+`digits_cnn(pretrained=True, seed=s)` is a 10-class model (one of five seeds, an ensemble);
+`digits_cnn_known_classes()` is a 6-class model trained only on digits 0-5, for the near-OOD
+setting where `digits.test_set(classes=digits.HELD_OUT_CLASSES)` (digits 6-9) is unseen data.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from robustness_checks.demo.digits import KNOWN_CLASSES
 
 WEIGHTS_DIR: Path = Path(__file__).resolve().parent / "weights"
 
@@ -40,6 +47,11 @@ def weights_path(seed: int) -> Path:
     return WEIGHTS_DIR / f"digits_cnn_seed{seed}.pt"
 
 
+def known_classes_weights_path(num_classes: int = len(KNOWN_CLASSES)) -> Path:
+    """Path of the weights of a model trained only on the digit classes 0 to num_classes - 1."""
+    return WEIGHTS_DIR / f"digits_cnn_classes0-{num_classes - 1}.pt"
+
+
 def available_seeds() -> list[int]:
     """Seeds for which a bundled weights file exists."""
     prefix = "digits_cnn_seed"
@@ -59,6 +71,28 @@ def digits_cnn(num_classes: int = 10, pretrained: bool = False, seed: int = 0) -
             raise FileNotFoundError(
                 f"no bundled weights for seed {seed} at {path}; "
                 f"available seeds: {available_seeds() or 'none'}"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model.eval()
+
+
+def digits_cnn_known_classes(pretrained: bool = True) -> DigitsCNN:
+    """A 6-class DigitsCNN in eval mode for digits 0-5 (`digits.KNOWN_CLASSES`).
+
+    With `pretrained` (the default), loaded from the bundled `digits_cnn_classes0-5.pt`, trained
+    (seed 0) only on the training examples of digits 0-5, so output i is the logit of digit i and
+    digits 6-9 are near-out-of-distribution for it.
+    """
+    num_classes = len(KNOWN_CLASSES)
+    model = DigitsCNN(num_classes=num_classes)
+    if pretrained:
+        path = known_classes_weights_path(num_classes)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no bundled known-classes weights at {path}; create them with "
+                "`python -m robustness_checks.demo.train --known-classes "
+                f"{' '.join(map(str, KNOWN_CLASSES))}`"
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

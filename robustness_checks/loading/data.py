@@ -14,10 +14,13 @@ from robustness_checks.loading.factory import import_callable
 from robustness_checks.spec.schema import DataSpec
 
 
-def build_data(spec: DataSpec, base_dir: Path) -> Examples:
-    """The examples `spec` describes, limited to its `limit`, with its batch size."""
+def build_data(spec: DataSpec, base_dir: Path, *, labels: bool = True) -> Examples:
+    """The examples `spec` describes, limited to its `limit`, with its batch size.
+
+    With `labels=False` (OOD data) a tensors file may lack y; the labels are then -1.
+    """
     if spec.tensors is not None:
-        x, y = read_tensors_file(base_dir / spec.tensors)
+        x, y = read_tensors_file(base_dir / spec.tensors, labels=labels)
         return as_examples((x, y), spec.batch_size, spec.limit)
     if spec.factory is not None:
         factory = import_callable(spec.factory, base_dir)
@@ -42,7 +45,7 @@ def build_data(spec: DataSpec, base_dir: Path) -> Examples:
     return as_examples(dataset, spec.batch_size, spec.limit)
 
 
-def read_tensors_file(path: Path) -> tuple[Any, Any]:
+def read_tensors_file(path: Path, *, labels: bool = True) -> tuple[Any, Any]:
     """(x, y) from a .pt file holding a dict or a .npz archive; never unpickles code."""
     if not path.is_file():
         raise LoadError(f"data file {path} does not exist")
@@ -61,6 +64,8 @@ def read_tensors_file(path: Path) -> tuple[Any, Any]:
             ) from error
     if not isinstance(content, dict):
         raise LoadError(f"data file {path} must hold a mapping with keys x and y")
+    if not labels and "x" in content and "y" not in content:
+        return content["x"], np.full(len(content["x"]), -1, dtype=np.int64)
     missing = [key for key in ("x", "y") if key not in content]
     if missing:
         raise LoadError(

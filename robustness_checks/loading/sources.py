@@ -19,6 +19,19 @@ def source_problems(spec: Spec, base_dir: Path) -> list[Problem]:
     for index, member in enumerate(spec.model.ensemble or []):
         problems += _model_problems(member, base_dir, ("model", "ensemble", index))
     problems += _data_problems(spec.data, base_dir, ("data",))
+    for index, check in enumerate(spec.checks):
+        for name in type(check).model_fields:
+            source = getattr(check, name)
+            if isinstance(source, DataSpec):
+                problems += _data_problems(source, base_dir, ("checks", index, name), labels=False)
+            elif name == "ood_data" and source is None:
+                problems.append(
+                    (
+                        ("checks", index, "ood_data"),
+                        "an ood check needs ood_data: the out-of-distribution inputs, "
+                        "in the same forms as data (tensors, factory, ...)",
+                    )
+                )
     return problems
 
 
@@ -27,20 +40,24 @@ def _model_problems(source: ModelSource, base_dir: Path, where: Location) -> lis
     if source.factory is not None:
         problems += _factory_problems(source.factory, base_dir, (*where, "factory"))
     if source.torchscript is not None:
-        problems += _file_problems(base_dir / source.torchscript, (*where, "torchscript"),
-                                   "TorchScript file")
+        problems += _file_problems(
+            base_dir / source.torchscript, (*where, "torchscript"), "TorchScript file"
+        )
     if source.torchvision is not None:
         import torchvision
 
         if source.torchvision not in torchvision.models.list_models():
-            problems.append(((*where, "torchvision"),
-                             f"torchvision has no model named {source.torchvision!r}"))
+            problems.append(
+                ((*where, "torchvision"), f"torchvision has no model named {source.torchvision!r}")
+            )
     if source.weights is not None:
         problems += _file_problems(base_dir / source.weights, (*where, "weights"), "weights file")
     return problems
 
 
-def _data_problems(data: DataSpec, base_dir: Path, where: Location) -> list[Problem]:
+def _data_problems(
+    data: DataSpec, base_dir: Path, where: Location, *, labels: bool = True
+) -> list[Problem]:
     if data.factory is not None:
         return _factory_problems(data.factory, base_dir, (*where, "factory"))
     if data.image_folder is not None:
@@ -51,8 +68,12 @@ def _data_problems(data: DataSpec, base_dir: Path, where: Location) -> list[Prob
         import torchvision
 
         if not hasattr(torchvision.datasets, data.torchvision.name):
-            return [((*where, "torchvision", "name"),
-                     f"torchvision.datasets has no data set named {data.torchvision.name!r}")]
+            return [
+                (
+                    (*where, "torchvision", "name"),
+                    f"torchvision.datasets has no data set named {data.torchvision.name!r}",
+                )
+            ]
     if data.tensors is None:
         return []
     path = base_dir / data.tensors
@@ -63,11 +84,15 @@ def _data_problems(data: DataSpec, base_dir: Path, where: Location) -> list[Prob
         keys = tensors_file_keys(path)
     except Exception as error:
         return [((*where, "tensors"), f"cannot read data file {path} safely: {error}")]
-    absent = [key for key in ("x", "y") if key not in keys]
+    absent = [key for key in (("x", "y") if labels else ("x",)) if key not in keys]
     if absent:
-        return [((*where, "tensors"),
-                 f"data file {path} has no {' or '.join(absent)} (found keys: "
-                 f"{', '.join(keys) or 'none'}); it must hold x (float inputs) and y (labels)")]
+        return [
+            (
+                (*where, "tensors"),
+                f"data file {path} has no {' or '.join(absent)} (found keys: "
+                f"{', '.join(keys) or 'none'}); it must hold x (float inputs) and y (labels)",
+            )
+        ]
     return []
 
 

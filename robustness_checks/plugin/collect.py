@@ -43,6 +43,11 @@ class SpecFile(pytest.File):
         except SpecError as error:
             get_session(self.config).spec_errors += 1
             raise self.CollectError(error.render()) from None
+        seed = self.config.getoption("robustness_seed")
+        get_session(self.config).specs[self.nodeid] = {
+            "sha256": self.document.sha256,
+            "seed": self.document.spec.seed if seed is None else seed,
+        }
         for index, check in enumerate(self.document.spec.checks):
             item = CheckItem.from_parent(self, name=check.name, check=check, index=index)
             item.add_marker("robustness")

@@ -55,10 +55,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.workeroutput[WORKER_OUTPUT_KEY] = state.to_worker_output()  # type: ignore[attr-defined]
         return
     json_path = config.getoption("robustness_json")
-    if json_path:
-        from robustness_checks.reporting.json_report import write_results_json
+    html_path = config.getoption("robustness_html")
+    if not (json_path or html_path):
+        return
+    from robustness_checks.reporting.json_report import results_document, write_results_json
 
-        write_results_json(json_path, state.sorted_results(), state.devices)
+    document = results_document(state.sorted_results(), state.devices, state.specs)
+    if json_path:
+        write_results_json(json_path, document)
+    if html_path:
+        from robustness_checks.reporting.html_report import write_html
+
+        write_html(html_path, document)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -72,6 +80,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     terminalreporter.write_sep("-", "robustness checks")
     for line in summary_lines(results):
         terminalreporter.write_line(line)
-    json_path = config.getoption("robustness_json")
-    if json_path:
-        terminalreporter.write_line(f"results written to {json_path}")
+    for option in ("robustness_json", "robustness_html"):
+        path = config.getoption(option)
+        if path:
+            terminalreporter.write_line(f"{option.split('_')[1].upper()} report written to {path}")

@@ -14,6 +14,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write every check's result to a JSON file (schema_version 1)",
     )
     group.addoption(
+        "--robustness-html",
+        metavar="PATH",
+        default=None,
+        help="write a self-contained HTML report (plots inline, no network needed)",
+    )
+    group.addoption(
         "--robustness-device",
         metavar="DEVICE",
         default=None,

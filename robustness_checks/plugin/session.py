@@ -20,6 +20,7 @@ class RobustnessSession:
         self.results: list[dict[str, Any]] = []
         self.devices: list[str] = []
         self.spec_errors = 0
+        self.specs: dict[str, dict[str, Any]] = {}
         self._runtimes: dict[Path, Any] = {}
 
     def runtime(self, document: Any) -> Any:
@@ -56,10 +57,11 @@ class RobustnessSession:
         return [{k: v for k, v in record.items() if k != "_order"} for record in ordered]
 
     def to_worker_output(self) -> dict[str, Any]:
-        return {"results": self.results, "devices": self.devices}
+        return {"results": self.results, "devices": self.devices, "specs": self.specs}
 
     def merge_worker_output(self, output: dict[str, Any]) -> None:
         self.results.extend(output.get("results", []))
+        self.specs.update(output.get("specs", {}))
         for device in output.get("devices", []):
             if device not in self.devices:
                 self.devices.append(device)

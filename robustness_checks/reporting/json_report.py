@@ -24,18 +24,19 @@ def environment(devices: list[str]) -> dict[str, Any]:
     }
 
 
-def results_document(results: list[dict[str, Any]], devices: list[str]) -> dict[str, Any]:
-    """The whole results document for these result records."""
+def results_document(results: list[dict[str, Any]], devices: list[str],
+                     specs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole results document for these result records (`specs`: hash and seed per spec)."""
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     return {
         "schema_version": SCHEMA_VERSION,
         "created": created.isoformat().replace("+00:00", "Z"),
         "environment": environment(devices),
+        "specs": specs or {},
         "results": results,
     }
 
 
-def write_results_json(path: str | Path, results: list[dict[str, Any]], devices: list[str]) -> Path:
-    """Write the results document atomically."""
-    document = results_document(results, devices)
+def write_results_json(path: str | Path, document: dict[str, Any]) -> Path:
+    """Write a results document atomically."""
     return write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")

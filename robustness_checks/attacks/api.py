@@ -1,0 +1,237 @@
+"""run_attack: FGSM, PGD and random-perturbation baselines for many eps in one batched call."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from robustness_checks.attacks.candidates import Candidates
+from robustness_checks.attacks.evaluation import Evaluator, Objective, eval_mode
+from robustness_checks.attacks.layout import Rows
+from robustness_checks.attacks.pgd import pgd
+from robustness_checks.attacks.regions import (
+    Bounds,
+    NormName,
+    parse_norm,
+    unit_direction,
+    unit_noise,
+)
+from robustness_checks.attacks.result import AttackResult
+from robustness_checks.attacks.single_shot import single_shot
+from robustness_checks.errors import ModelOutputError
+
+AttackMethod = Literal["fgsm", "pgd", "uniform", "gaussian"]
+METHODS: tuple[str, ...] = get_args(AttackMethod)
+
+# Default bound on the rows of one chunk: 2**22 input elements (16 MiB in float32), but never
+# fewer rows than the caller's own batch.
+MAX_CHUNK_ELEMENTS = 1 << 22
+
+
+def run_attack(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    method: AttackMethod,
+    eps: float | Sequence[float],
+    norm: Literal["inf", 2] | float | str = "inf",
+    steps: int = 10,
+    step_size: float | None = None,
+    rel_step_size: float = 2.5,
+    restarts: int = 1,
+    random_start: bool = True,
+    early_stop: bool = False,
+    targeted: int | Literal["least_likely"] | Tensor | None = None,
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+    max_batch: int | None = None,
+) -> AttackResult:
+    """Attack `model` on raw inputs `x` with labels `y` at every eps, in one batched run.
+
+    Methods:
+    - 'fgsm': one input gradient at x, then x + eps * sign(grad) (L-inf) or the fast gradient
+      method x + eps * grad / ||grad||_2 (L2), for every eps. `steps`, `restarts` are unused.
+    - 'pgd': `steps` projected steepest-ascent steps of `step_size` (default
+      `rel_step_size * eps / steps`) along sign(grad) (L-inf) or grad / ||grad||_2 (L2), from a
+      point drawn uniformly in the ball (or from x when `random_start` is False), `restarts`
+      times (once without a random start, as restarts would retrace the same path).
+    - 'uniform': `restarts` draws uniform in the eps-ball.
+    - 'gaussian': `restarts` Gaussian draws: L-inf, sigma = eps per coordinate, then clipped to
+      the ball; L2, sigma = eps / sqrt(d) (so E||noise||^2 = eps^2 and E||noise|| ~ eps), then
+      scaled back onto the ball where longer.
+
+    Every point is projected to the eps-ball and to `bounds` (None: unbounded). The clean input
+    is a candidate too, so per example and eps the result is the best point seen: an adversarial
+    point before any other, then the one with the highest loss.
+    targeted: a class index, a per-example tensor of classes, or 'least_likely' (the clean
+    prediction's least likely class); the attack then minimises the cross-entropy to it and
+    succeeds when the prediction equals it.
+    early_stop: stop attacking an (eps, example) row as soon as it succeeds (its first
+    adversarial point is kept), and skip rows already successful in later restarts or draws.
+    generator: random source on x's device (None: torch's global one). Draws are made per
+    example, not per eps, so a list of eps gives the same points as separate calls.
+    max_batch: most rows (eps x example pairs) evaluated in one batch; default: as many rows as
+    hold 2**22 input elements, but at least len(x).
+    The model runs in eval mode for the call (its flags are restored afterwards); gradients come
+    from torch.autograd.grad with respect to the input only.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown attack method {method!r}: use one of {', '.join(METHODS)}")
+    norm_name = parse_norm(norm)
+    eps_list = _eps_list(eps)
+    bounds = _check_bounds(bounds)
+    _check_int("steps", steps, 0)
+    _check_int("restarts", restarts, 1)
+    _check_nonnegative("rel_step_size", rel_step_size)
+    if step_size is not None:
+        _check_nonnegative("step_size", step_size)
+    if max_batch is not None:
+        _check_int("max_batch", max_batch, 1)
+    if x.ndim < 2 or not x.is_floating_point():
+        raise ValueError(
+            f"x must be a float batch of shape (n, ...), got {x.dtype} {tuple(x.shape)}"
+        )
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    if generator is not None and generator.device != x.device:
+        raise ValueError(f"generator is on {generator.device}, x is on {x.device}")
+
+    with eval_mode(model), torch.inference_mode(False):
+        x = x.clone() if x.is_inference() else x.detach()
+        y = y.to(device=x.device, dtype=torch.long)
+        if bounds is not None and bool(((x < bounds[0]) | (x > bounds[1])).any()):
+            raise ValueError(f"x has values outside bounds {bounds}")
+        ev = Evaluator(model)
+        objective = Objective(targeted is not None)
+
+        leaf = x.clone().requires_grad_(True) if method == "fgsm" else x
+        clean_logits = ev(leaf)
+        labels = _labels(y, targeted, clean_logits.detach())
+        clean_loss = objective.loss(clean_logits, labels)
+        grad = ev.input_gradient(clean_loss, leaf) if method == "fgsm" else None
+        clean_logits, clean_loss = clean_logits.detach(), clean_loss.detach()
+        if not bool(torch.isfinite(clean_logits).all()):
+            raise ModelOutputError("the model returned non-finite logits on the clean inputs")
+
+        count = len(eps_list)
+        eps_rows = torch.tensor(eps_list, device=x.device, dtype=x.dtype)
+        eps_rows = eps_rows.repeat_interleave(x.shape[0])
+        if step_size is not None:
+            step_rows = torch.full_like(eps_rows, step_size)
+        else:
+            step_rows = eps_rows * (rel_step_size / max(steps, 1))
+        per_example = max(1, math.prod(x.shape[1:]))
+        chunk = max_batch or max(x.shape[0], MAX_CHUNK_ELEMENTS // per_example)
+        rows = Rows(x, eps_rows, labels.repeat(count), step_rows, norm_name, bounds, chunk)
+        best = Candidates(
+            x.repeat(count, *([1] * (x.ndim - 1))),
+            clean_logits.repeat(count, 1),
+            clean_loss.repeat(count),
+            objective.success(clean_logits, labels).repeat(count),
+        )
+
+        if method == "pgd":
+            pgd(
+                ev,
+                objective,
+                rows,
+                best,
+                steps=steps,
+                # Without a random start every restart would retrace the same path.
+                restarts=restarts if random_start else 1,
+                random_start=random_start,
+                early_stop=early_stop,
+                generator=generator,
+            )
+        elif method == "fgsm":
+            single_shot(
+                ev, objective, rows, best, [unit_direction(grad, norm_name)], early_stop=False
+            )
+        else:
+            draws = _draws(method, norm_name, x, restarts, generator)
+            single_shot(ev, objective, rows, best, draws, early_stop=early_stop)
+
+    n = x.shape[0]
+    return AttackResult(
+        method=method,
+        norm=norm_name,
+        eps=eps_list,
+        adversarial=best.x.view(count, n, *x.shape[1:]),
+        logits=best.logits.view(count, n, -1),
+        loss=best.loss.view(count, n),
+        success=best.success.view(count, n),
+        clean_logits=clean_logits,
+        targets=None if targeted is None else labels,
+        forward_passes=ev.forward_passes,
+        backward_passes=ev.backward_passes,
+    )
+
+
+def _draws(
+    kind: str, norm: NormName, x: Tensor, restarts: int, generator: torch.Generator | None
+) -> Iterator[Tensor]:
+    """`restarts` unit perturbations, drawn lazily so early stop never changes the random stream."""
+    for _ in range(restarts):
+        yield unit_noise(
+            kind, norm, tuple(x.shape), generator=generator, device=x.device, dtype=x.dtype
+        )
+
+
+def _labels(y: Tensor, targeted: object, clean_logits: Tensor) -> Tensor:
+    """The class each row is attacked away from (untargeted) or toward (targeted)."""
+    classes = clean_logits.shape[1]
+    if targeted is None:
+        return y
+    if isinstance(targeted, str):
+        if targeted != "least_likely":
+            raise ValueError(f"targeted must be a class, a tensor or 'least_likely': {targeted!r}")
+        return clean_logits.argmin(dim=1)
+    if isinstance(targeted, Tensor):
+        target = targeted.to(device=y.device, dtype=torch.long)
+        if target.shape != y.shape:
+            raise ValueError(
+                f"targeted must have shape {tuple(y.shape)}, got {tuple(target.shape)}"
+            )
+        if bool(((target < 0) | (target >= classes)).any()):
+            raise ValueError(f"targeted classes must lie in [0, {classes})")
+        return target
+    if isinstance(targeted, int) and not isinstance(targeted, bool) and 0 <= targeted < classes:
+        return torch.full_like(y, targeted)
+    raise ValueError(f"targeted class must be an int in [0, {classes}), got {targeted!r}")
+
+
+def _eps_list(eps: float | Sequence[float] | Tensor) -> list[float]:
+    if isinstance(eps, Tensor):
+        eps = eps.flatten().tolist()
+    values = [eps] if isinstance(eps, numbers.Real) else list(eps)
+    if not values:
+        raise ValueError("eps must not be empty")
+    out = [float(v) for v in values]
+    if any(not math.isfinite(v) or v < 0 for v in out):
+        raise ValueError(f"eps must be finite and >= 0, got {values}")
+    return out
+
+
+def _check_bounds(bounds: Bounds | Sequence[float]) -> Bounds:
+    if bounds is None:
+        return None
+    lo, hi = (float(b) for b in bounds)
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds}")
+    return lo, hi
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_nonnegative(name: str, value: float) -> None:
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")

@@ -1,0 +1,80 @@
+"""Model evaluation for attacks: eval mode, counted forward passes, input gradients, objective."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustness_checks.errors import ModelOutputError
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Every module in eval mode for the block; the original flags are restored afterwards.
+
+    Flags are set directly rather than through `.train()`, which models may override.
+    """
+    flags = [(module, module.training) for module in model.modules()]
+    for module, _ in flags:
+        module.training = False
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+class Evaluator:
+    """Runs the model on raw inputs; counts forward and backward passes over single inputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.forward_passes = 0
+        self.backward_passes = 0
+        self.classes: int | None = None
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """Logits of `x`; differentiable when `x` requires grad."""
+        with torch.set_grad_enabled(x.requires_grad):
+            logits = self.model(x)
+        if not isinstance(logits, Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise ModelOutputError(
+                f"the model must return logits of shape ({x.shape[0]}, classes), got {shape}"
+            )
+        if self.classes is None:
+            self.classes = logits.shape[1]
+        self.forward_passes += x.shape[0]
+        return logits
+
+    def input_gradient(self, loss: Tensor, x: Tensor) -> Tensor:
+        """d sum(loss) / dx by autograd.grad, so no parameter's .grad is ever touched."""
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(loss.sum(), x)
+        self.backward_passes += x.shape[0]
+        return grad
+
+
+class Objective:
+    """The per-row loss an attack ascends and the per-row success test.
+
+    Untargeted: cross-entropy to the true label; success when the prediction differs from it.
+    Targeted: minus the cross-entropy to the target; success when the prediction equals it.
+    """
+
+    def __init__(self, targeted: bool) -> None:
+        self.targeted = targeted
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        # log_softmax + gather rather than cross_entropy(reduction="none"), whose per-row kernel
+        # starts a parallel region on every call even for a few hundred rows.
+        log_p = F.log_softmax(logits, dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        return log_p if self.targeted else log_p.neg()
+
+    def success(self, logits: Tensor, labels: Tensor) -> Tensor:
+        predictions = logits.argmax(dim=1)
+        return predictions == labels if self.targeted else predictions != labels

@@ -1,0 +1,54 @@
+"""The attack's rows: every (eps, example) pair in eps-major order, processed in bounded chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from robustness_checks.attacks.regions import Bounds, NormName, Region, make_region
+
+
+@dataclass
+class Rows:
+    """Row r is example r % n at eps[r // n]; eps, labels and step sizes are per row."""
+
+    x: Tensor
+    eps: Tensor
+    labels: Tensor
+    step: Tensor
+    norm: NormName
+    bounds: Bounds
+    max_batch: int
+
+    @property
+    def n(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def count(self) -> int:
+        return self.eps.shape[0]
+
+    def chunks(self, pending: Tensor | None = None) -> Iterator[Tensor]:
+        """Row indices in chunks of at most `max_batch`: all rows, or only those in `pending`."""
+        if pending is None:
+            for start in range(0, self.count, self.max_batch):
+                stop = min(start + self.max_batch, self.count)
+                yield torch.arange(start, stop, device=self.x.device)
+        else:
+            yield from pending.split(self.max_batch)
+
+    def examples(self, index: Tensor) -> Tensor:
+        """The example index of each row in `index`."""
+        return torch.remainder(index, self.n)
+
+    def region(self, index: Tensor, examples: Tensor) -> Region:
+        """The feasible region of the rows in `index`."""
+        return make_region(
+            self.norm,
+            self.x.index_select(0, examples),
+            self.eps.index_select(0, index),
+            self.bounds,
+        )

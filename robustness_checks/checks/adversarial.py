@@ -1,0 +1,256 @@
+"""The `adversarial` check: accuracy, or its drop, under FGSM / PGD / random perturbations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from robustness_checks.checks.attack_spec import AttackSpec
+from robustness_checks.checks.base import CheckType
+from robustness_checks.context import CheckContext
+from robustness_checks.errors import RobustnessError
+from robustness_checks.results import CheckResult, format_number
+from robustness_checks.spec.schema import CheckSpec
+from robustness_checks.stats import clopper_pearson
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+SMALL_INPUT = 4096  # inputs up to this many values keep their pixels in `details` for reports
+
+
+class AdversarialCheck(CheckSpec):
+    """Parameters of an `adversarial` check."""
+
+    type: Literal["adversarial"]
+    attack: AttackSpec
+    max_drop: Probability | list[Probability] | None = Field(
+        None, description="largest allowed clean minus adversarial accuracy (one, or one per eps)"
+    )
+    min_accuracy: Probability | list[Probability] | None = Field(
+        None, description="smallest allowed accuracy under attack (one, or one per eps)"
+    )
+    failing_examples: Annotated[int, Field(ge=0)] = Field(
+        8, description="how many fooled examples to keep in details"
+    )
+
+    @model_validator(mode="after")
+    def _bounds_fit_eps(self) -> AdversarialCheck:
+        count = len(self.attack.eps_list())
+        if count == 0:
+            raise ValueError("attack.eps is required: a number or a list of numbers")
+        for name in ("max_drop", "min_accuracy"):
+            bound = getattr(self, name)
+            if isinstance(bound, list) and len(bound) != count:
+                raise ValueError(
+                    f"{name} has {len(bound)} values but attack.eps has {count}; give one "
+                    "value for every eps, or a single value for all"
+                )
+        return self
+
+    def per_eps(self, name: str) -> list[float | None]:
+        bound = getattr(self, name)
+        count = len(self.attack.eps_list())
+        return list(bound) if isinstance(bound, list) else [bound] * count
+
+
+@dataclass
+class _Tally:
+    """Additive counts over batches: clean and robust correct per eps, and kept failures."""
+
+    examples: int
+    clean_correct: torch.Tensor
+    robust_correct: torch.Tensor
+    forward_passes: int = 0
+    backward_passes: int = 0
+
+
+def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckResult:
+    """Attack every example at every eps in one run per batch and compare with the bounds."""
+    from robustness_checks.attacks import run_attack
+
+    eps = params.attack.eps_list()
+    _check_inside_bounds(context)
+    tally = _Tally(0, torch.zeros((), dtype=torch.long), torch.zeros(len(eps), dtype=torch.long))
+    failures: list[dict[str, Any]] = []
+    for part, x, y in context.examples.batches(context.device):
+        result = run_attack(
+            context.model,
+            x,
+            y,
+            eps=eps,
+            bounds=context.bounds,
+            generator=context.generator("attack", part.start),
+            **params.attack.run_options(),
+        )
+        clean = result.clean_predictions == y
+        robust = (result.predictions == y) & clean
+        tally.examples += len(y)
+        tally.clean_correct += clean.sum().cpu()
+        tally.robust_correct += robust.sum(dim=1).cpu()
+        tally.forward_passes += result.forward_passes
+        tally.backward_passes += result.backward_passes
+        if len(failures) < params.failing_examples:
+            failures += _failures(
+                result, x, y, clean, robust, part.start, params.failing_examples - len(failures)
+            )
+    return _decide(context, params, eps, tally, failures)
+
+
+def _check_inside_bounds(context: CheckContext) -> None:
+    if context.bounds is None:
+        return
+    lo, hi = context.bounds
+    x = context.examples.x
+    if bool((x < lo).any() or (x > hi).any()):
+        raise RobustnessError(
+            f"the data lies in [{x.min().item():g}, {x.max().item():g}], outside the spec's bounds "
+            f"[{lo:g}, {hi:g}]; set `bounds` to the raw input range (null for unbounded), or "
+            "move normalisation into model.preprocess"
+        )
+
+
+def _failures(
+    result: Any,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean: torch.Tensor,
+    robust: torch.Tensor,
+    offset: int,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to `limit` examples that were right on clean input and fooled at the largest eps."""
+    fooled = (clean & ~robust[-1]).nonzero().flatten()[:limit].tolist()
+    clean_probabilities = result.clean_logits.softmax(dim=1)
+    rows = []
+    for i in fooled:
+        adversarial = result.adversarial[-1, i]
+        perturbation = adversarial - x[i]
+        row = {
+            "index": offset + i,
+            "label": int(y[i]),
+            "eps": result.eps[-1],
+            "clean_prediction": int(result.clean_predictions[i]),
+            "clean_confidence": float(clean_probabilities[i].max()),
+            "adversarial_prediction": int(result.predictions[-1, i]),
+            "adversarial_confidence": float(result.confidences[-1, i]),
+            "perturbation_norm": float(
+                perturbation.flatten().norm(p=float("inf") if result.norm == "inf" else 2)
+            ),
+        }
+        if x[i].numel() <= SMALL_INPUT:
+            row["shape"] = list(x[i].shape)
+            row["input"] = [round(v, 5) for v in x[i].flatten().tolist()]
+            row["perturbation"] = [round(v, 5) for v in perturbation.flatten().tolist()]
+        rows.append(row)
+    return rows
+
+
+def _decide(
+    context: CheckContext,
+    params: AdversarialCheck,
+    eps: list[float],
+    tally: _Tally,
+    failures: list[dict[str, Any]],
+) -> CheckResult:
+    n = tally.examples
+    clean = int(tally.clean_correct)
+    robust = [int(v) for v in tally.robust_correct]
+    level = context.confidence
+    rows = []
+    for e, correct, max_drop, min_accuracy in zip(
+        eps, robust, params.per_eps("max_drop"), params.per_eps("min_accuracy"), strict=True
+    ):
+        row = {
+            "eps": e,
+            "adversarial_accuracy": correct / n,
+            "adversarial_accuracy_ci": list(clopper_pearson(correct, n, level)),
+            "accuracy_drop": (clean - correct) / n,
+            "accuracy_drop_ci": list(clopper_pearson(clean - correct, n, level)),
+            "checks": [],
+        }
+        if max_drop is not None:
+            row["checks"].append(("accuracy_drop", "<=", max_drop, "max_drop"))
+        if min_accuracy is not None:
+            row["checks"].append(("adversarial_accuracy", ">=", min_accuracy, "min_accuracy"))
+        rows.append(row)
+    decisions = [
+        {
+            "eps": row["eps"],
+            "metric": metric,
+            "value": row[metric],
+            "ci": row[f"{metric}_ci"],
+            "comparison": comparison,
+            "threshold": threshold,
+            "bound_name": name,
+            "slack": threshold - row[metric] if comparison == "<=" else row[metric] - threshold,
+        }
+        for row in rows
+        for metric, comparison, threshold, name in row["checks"]
+    ]
+    for decision in decisions:
+        decision["passed"] = decision["slack"] >= 0
+    if decisions:
+        deciding = min(decisions, key=lambda d: d["slack"])
+    else:
+        last = rows[-1]
+        deciding = {
+            "eps": last["eps"],
+            "metric": "adversarial_accuracy",
+            "value": last["adversarial_accuracy"],
+            "ci": last["adversarial_accuracy_ci"],
+            "comparison": None,
+            "threshold": None,
+            "bound_name": None,
+            "passed": True,
+        }
+    passed = all(d["passed"] for d in decisions)
+    condition = f"under {params.attack.label()} eps={format_number(deciding['eps'])}"
+    also = sorted({d["eps"] for d in decisions if not d["passed"]} - {deciding["eps"]})
+    if also:
+        condition += f" (also fails at eps={', '.join(format_number(e) for e in also)})"
+    for row in rows:
+        del row["checks"]
+    single = len(eps) == 1
+    details: dict[str, Any] = {
+        "attack": {**params.attack.model_dump(), "label": params.attack.label()},
+        "eps": eps,
+        "clean_accuracy": clean / n,
+        "clean_accuracy_ci": list(clopper_pearson(clean, n, level)),
+        "adversarial_accuracy": rows[0]["adversarial_accuracy"]
+        if single
+        else [row["adversarial_accuracy"] for row in rows],
+        "accuracy_drop": rows[0]["accuracy_drop"]
+        if single
+        else [row["accuracy_drop"] for row in rows],
+        "per_eps": rows,
+        "decisions": [{k: v for k, v in d.items() if k != "slack"} for d in decisions],
+        "forward_passes": tally.forward_passes,
+        "backward_passes": tally.backward_passes,
+        "failing_examples": failures,
+    }
+    return CheckResult(
+        check=params.name,
+        type=params.type,
+        metric=deciding["metric"],
+        value=float(deciding["value"]),
+        comparison=deciding["comparison"],
+        threshold=deciding["threshold"],
+        ci=tuple(deciding["ci"]),
+        confidence=level,
+        passed=passed,
+        outcome="passed" if passed else "failed",
+        examples=n,
+        details=details,
+        condition=condition,
+        bound_name=deciding["bound_name"],
+    )
+
+
+CHECK = CheckType(
+    name="adversarial",
+    params=AdversarialCheck,
+    run=run_adversarial,
+    summary="accuracy or accuracy drop under FGSM / PGD (L-inf, L2) or random perturbations",
+)

@@ -1,0 +1,161 @@
+"""The `entropy_trend` check: uncertainty rises (or falls) as the perturbation strength grows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field, model_validator
+from scipy import stats
+
+from robustness_checks.checks.attack_spec import AttackSpec, NonNegative
+from robustness_checks.checks.base import CheckType
+from robustness_checks.checks.scoring import UncertaintySpec, probabilities
+from robustness_checks.context import CheckContext
+from robustness_checks.results import CheckResult, format_number
+from robustness_checks.spec.schema import CheckSpec
+
+Measure = Literal[
+    "predictive_entropy", "expected_entropy", "mutual_information", "variation_ratio", "confidence"
+]
+
+
+class EntropyTrendCheck(CheckSpec):
+    """Parameters of an `entropy_trend` check."""
+
+    type: Literal["entropy_trend"]
+    attack: AttackSpec = Field(default_factory=lambda: AttackSpec(method="fgsm"))
+    eps: list[NonNegative] = Field(min_length=2, description="increasing perturbation sizes")
+    uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    metric: Measure = "predictive_entropy"
+    expect: Literal["increasing", "decreasing"] = "increasing"
+    tolerance: Annotated[float, Field(ge=0.0)] = Field(
+        0.0, description="largest allowed step of the mean against the expected direction"
+    )
+
+    @model_validator(mode="after")
+    def _eps_in_order(self) -> EntropyTrendCheck:
+        if any(b <= a for a, b in zip(self.eps, self.eps[1:], strict=False)):
+            raise ValueError(f"eps must be strictly increasing, got {self.eps}")
+        if self.attack.eps is not None:
+            raise ValueError("give the eps list at the check's top level, not inside attack")
+        return self
+
+
+def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> CheckResult:
+    """Perturb at every eps, measure per input, test the trend paired by input."""
+    from robustness_checks.attacks import run_attack
+    from robustness_checks.uncertainty import MEASURES
+
+    measure = MEASURES[params.metric]
+    per_batch, right_batch = [], []
+    for part, x, y in context.examples.batches(context.device):
+        attacked = run_attack(
+            context.model,
+            x,
+            y,
+            eps=list(params.eps),
+            bounds=context.bounds,
+            generator=context.generator("attack", part.start),
+            **params.attack.run_options(),
+        )
+        values, correct = [], []
+        for index in range(len(params.eps)):
+            samples = probabilities(
+                context, attacked.adversarial[index], params.uncertainty, (part.start, index)
+            )
+            values.append(measure(samples).double())
+            correct.append(samples.mean(dim=0).argmax(dim=1) == y)
+        per_batch.append(torch.stack(values, dim=1).cpu())
+        right_batch.append(torch.stack(correct, dim=1).cpu())
+    values = torch.cat(per_batch).numpy()  # (inputs, eps)
+    correct = torch.cat(right_batch).numpy()
+    return _decide(context, params, values, correct)
+
+
+def _decide(
+    context: CheckContext, params: EntropyTrendCheck, values: np.ndarray, correct: np.ndarray
+) -> CheckResult:
+    n = values.shape[0]
+    alpha = 1.0 - context.confidence
+    ordered = values if params.expect == "increasing" else values[:, ::-1]
+    test_name, statistic, p_value = trend_test(ordered)
+    means = values.mean(axis=0)
+    t = stats.t.ppf(1 - alpha / 2, max(n - 1, 1))
+    half = t * values.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(means)
+    steps = np.diff(means) if params.expect == "increasing" else -np.diff(means)
+    backwards = [i for i, step in enumerate(steps) if step < -params.tolerance]
+    trend_ok = p_value <= alpha
+    passed = bool(trend_ok and not backwards)
+    eps_text = ", ".join(format_number(e) for e in params.eps)
+    means_text = ", ".join(format_number(m) for m in means)
+    if passed:
+        verdict = "rises with eps" if params.expect == "increasing" else "falls with eps"
+    elif backwards:
+        i = backwards[0]
+        direction = "falls" if params.expect == "increasing" else "rises"
+        verdict = (
+            f"{direction} from {format_number(means[i])} at eps={format_number(params.eps[i])}"
+            f" to {format_number(means[i + 1])} at eps={format_number(params.eps[i + 1])}"
+            f", against the expected {params.expect} trend"
+        )
+    else:
+        verdict = f"shows no significant {params.expect} trend"
+    details: dict[str, Any] = {
+        "eps": list(params.eps),
+        "measure": params.metric,
+        "expect": params.expect,
+        "mean": [float(m) for m in means],
+        "mean_ci": [[float(m - h), float(m + h)] for m, h in zip(means, half, strict=True)],
+        "accuracy": [float(a) for a in correct.mean(axis=0)],
+        "test": test_name,
+        "statistic": statistic,
+        "p_value": p_value,
+        "tolerance": params.tolerance,
+        "attack": {**params.attack.model_dump(), "label": params.attack.label()},
+        "uncertainty": params.uncertainty.model_dump(),
+    }
+    statement = (
+        f"{params.metric} {verdict} (means {means_text} at eps {eps_text}; {test_name} "
+        f"p = {format_number(p_value)}, needs <= {format_number(alpha)}; "
+        f"{params.attack.label()}, {params.uncertainty.method})"
+    )
+    return CheckResult(
+        check=params.name,
+        type=params.type,
+        metric="trend_p_value",
+        value=p_value,
+        comparison="<=",
+        threshold=alpha,
+        confidence=context.confidence,
+        passed=passed,
+        outcome="passed" if passed else "failed",
+        examples=n,
+        details=details,
+        statement=statement,
+    )
+
+
+def trend_test(ordered: np.ndarray) -> tuple[str, float, float]:
+    """One-sided rank test that values rise along the columns, paired by row (input).
+
+    Three or more levels: Page's L test. Two levels: the Wilcoxon signed-rank test of the
+    differences. Values that never change give p = 1.
+    """
+    differences = np.diff(ordered, axis=1)
+    if ordered.shape[0] < 2 or not np.any(differences):
+        return "no variation", 0.0, 1.0
+    if ordered.shape[1] >= 3:
+        page = stats.page_trend_test(ordered)
+        return "Page's trend test", float(page.statistic), float(page.pvalue)
+    wilcoxon = stats.wilcoxon(differences[:, 0], alternative="greater")
+    return "Wilcoxon signed-rank test", float(wilcoxon.statistic), float(wilcoxon.pvalue)
+
+
+CHECK = CheckType(
+    name="entropy_trend",
+    params=EntropyTrendCheck,
+    run=run_entropy_trend,
+    summary="uncertainty (entropy, mutual information, ...) rises with attack or noise strength",
+)

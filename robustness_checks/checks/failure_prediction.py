@@ -1,0 +1,69 @@
+"""The `failure_prediction` check: how well a score separates the model's errors from its hits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from robustness_checks.checks.base import CheckType, bounded_result
+from robustness_checks.checks.scored import Probability, ScoredCheck
+from robustness_checks.checks.scoring import scores_and_predictions
+from robustness_checks.checks.separation import separation
+from robustness_checks.context import CheckContext
+from robustness_checks.errors import RobustnessError
+from robustness_checks.results import CheckResult
+
+
+class FailurePredictionCheck(ScoredCheck):
+    """Parameters of a `failure_prediction` check."""
+
+    type: Literal["failure_prediction"]
+    metric: Literal["aupr_error", "auroc"] = "aupr_error"
+    min: Probability | None = Field(None, description="smallest allowed value of the metric")
+
+
+def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck) -> CheckResult:
+    """Errors are the positives; the score should rank them above correct predictions."""
+    scores, predictions = scores_and_predictions(
+        context,
+        context.examples,
+        params.score,
+        params.uncertainty,
+        params.score_options(),
+        "failure",
+    )
+    wrong = (predictions != context.examples.y).numpy()
+    if wrong.all() or not wrong.any():
+        kind = "no errors" if not wrong.any() else "only errors"
+        raise RobustnessError(
+            f"the model makes {kind} on these {len(wrong)} examples, so there is nothing to "
+            "separate; use more (or harder) examples"
+        )
+    values = scores.numpy()
+    value, ci, details = separation(
+        context, params.metric, values[~wrong], values[wrong], params.bootstrap
+    )
+    details["aupr_error"] = details.pop("aupr")
+    details["error_rate"] = float(wrong.mean())
+    details["score"] = params.score
+    result = bounded_result(
+        context,
+        params,
+        metric=params.metric,
+        value=value,
+        ci=ci,
+        minimum=params.min,
+        examples=len(wrong),
+        details=details,
+    )
+    result.condition = f"of {params.score} for the {int(wrong.sum())} errors"
+    return result
+
+
+CHECK = CheckType(
+    name="failure_prediction",
+    params=FailurePredictionCheck,
+    run=run_failure_prediction,
+    summary="AUPR-error or AUROC of a confidence score at telling errors from correct predictions",
+)

@@ -1,0 +1,42 @@
+"""Shared fields and helpers of checks that rank examples by an uncertainty score."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field
+
+from robustness_checks.checks.scoring import ScoreName, ScoreOptions, UncertaintySpec
+from robustness_checks.spec.schema import CheckSpec
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+CURVE_POINTS = 200
+
+
+class ScoredCheck(CheckSpec):
+    """A check driven by a per-example score (higher = more uncertain)."""
+
+    score: ScoreName = "confidence"
+    uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    temperature: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="energy / ODIN temperature; default 1 for energy, 1000 for ODIN"
+    )
+    epsilon: Annotated[float, Field(ge=0.0)] = Field(0.0014, description="ODIN input step")
+    bootstrap: Annotated[int, Field(ge=0, description="bootstrap resamples; 0: none")] = 1000
+
+    def score_options(self) -> ScoreOptions:
+        return ScoreOptions(temperature=self.temperature, epsilon=self.epsilon)
+
+
+def thinned(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> dict[str, list[float]]:
+    """At most `points` points of a curve, for reports."""
+    if len(x) > points:
+        keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+        x, y = x[keep], y[keep]
+    return {"x": [float(v) for v in x], "y": [float(v) for v in y]}
+
+
+def bound_fields(params: Any) -> tuple[float | None, float | None]:
+    """(maximum, minimum) bound of a check with `max`/`min` fields."""
+    return getattr(params, "max", None), getattr(params, "min", None)

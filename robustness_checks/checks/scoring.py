@@ -1,0 +1,125 @@
+"""Per-example uncertainty scores (higher = more uncertain / more likely OOD or an error)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field
+
+from robustness_checks.context import CheckContext
+from robustness_checks.errors import RobustnessError
+from robustness_checks.examples import Examples
+from robustness_checks.seeding import derive_seed
+from robustness_checks.spec.schema import StrictModel
+
+ScoreName = Literal[
+    "msp",
+    "confidence",
+    "entropy",
+    "expected_entropy",
+    "mutual_information",
+    "variation_ratio",
+    "energy",
+    "odin",
+]
+SCORE_ORIENTATION = {
+    "msp": "1 - max mean softmax probability",
+    "confidence": "1 - max mean softmax probability",
+    "entropy": "predictive entropy H(mean_t p_t)",
+    "expected_entropy": "expected entropy mean_t H(p_t)",
+    "mutual_information": "mutual information (predictive minus expected entropy)",
+    "variation_ratio": "1 - share of samples voting for the modal class",
+    "energy": "energy -T logsumexp(logits / T)",
+    "odin": "1 - max softmax(logits(x~) / T) after ODIN's input step",
+}
+
+
+class UncertaintySpec(StrictModel):
+    """Where predictive distributions come from: one softmax pass, MC dropout or the ensemble."""
+
+    method: Literal["softmax", "mc_dropout", "ensemble"] = "softmax"
+    samples: Annotated[int, Field(ge=1, description="MC dropout passes")] = 20
+
+
+class ScoreOptions(StrictModel):
+    """Temperature and input step for energy and ODIN scores."""
+
+    temperature: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="default: 1 for energy, 1000 for ODIN"
+    )
+    epsilon: Annotated[float, Field(ge=0.0)] = Field(0.0014, description="ODIN input step")
+
+
+def probabilities(
+    context: CheckContext, x: torch.Tensor, uncertainty: UncertaintySpec, key: object
+) -> torch.Tensor:
+    """Predictive samples (T, n, classes) for `x` from the chosen sampler."""
+    from robustness_checks.uncertainty import predictive_samples
+
+    if uncertainty.method == "ensemble" and not context.ensemble:
+        raise RobustnessError(
+            "uncertainty method 'ensemble' needs ensemble members: list them under "
+            "model.ensemble in the spec (or pass ensemble=[...] in Python)"
+        )
+    seed = derive_seed(context.seed, context.check_name, "dropout", key)
+    return predictive_samples(
+        context.model,
+        x,
+        method=uncertainty.method,
+        samples=uncertainty.samples,
+        ensemble=context.ensemble,
+        generator_seed=seed,
+    )
+
+
+def scores_and_predictions(
+    context: CheckContext,
+    examples: Examples,
+    score: ScoreName,
+    uncertainty: UncertaintySpec,
+    options: ScoreOptions,
+    key: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, predicted classes) for every example, on the CPU; scores are float64."""
+    from robustness_checks import scores as score_functions
+    from robustness_checks.uncertainty import MEASURES
+
+    all_scores, all_predictions = [], []
+    for part, x, _ in examples.batches(context.device):
+        if score in ("energy", "odin"):
+            logits = _logits(context, x)
+            predictions = logits.argmax(dim=1)
+            if score == "energy":
+                values = score_functions.energy_score(logits, options.temperature or 1.0)
+            else:
+                values = score_functions.odin_score(
+                    context.model,
+                    x,
+                    temperature=options.temperature or 1000.0,
+                    epsilon=options.epsilon,
+                    bounds=context.bounds,
+                )
+        else:
+            samples = probabilities(context, x, uncertainty, (key, part.start))
+            predictions = samples.mean(dim=0).argmax(dim=1)
+            if score in ("msp", "confidence"):
+                values = 1.0 - MEASURES["confidence"](samples)
+            elif score == "entropy":
+                values = MEASURES["predictive_entropy"](samples)
+            else:
+                values = MEASURES[score](samples)
+        all_scores.append(values.double())
+        all_predictions.append(predictions)
+    scores = torch.cat(all_scores).cpu()
+    if not bool(torch.isfinite(scores).all()):
+        raise RobustnessError(
+            f"the {score} score is NaN or infinite for some inputs; check "
+            "that the model returns finite logits"
+        )
+    return scores, torch.cat(all_predictions).cpu()
+
+
+def _logits(context: CheckContext, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return context.model(x).float()

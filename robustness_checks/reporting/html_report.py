@@ -1,0 +1,78 @@
+"""The self-contained HTML report: summary table, a section per check with its plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from robustness_checks.reporting.atomic import write_text_atomic
+from robustness_checks.reporting.plots import example_images, plot_for
+from robustness_checks.results import format_number
+
+_BULKY_KEYS = {"input", "perturbation", "history"}
+
+
+def render_html(document: dict[str, Any]) -> str:
+    """HTML for a results document (the JSON file's content)."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("robustness_checks.reporting", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        keep_trailing_newline=True,
+    )
+    results = [_view(record) for record in document.get("results", [])]
+    counts = {
+        key: sum(r["outcome"] == key for r in results)
+        for key in ("passed", "failed", "error", "skipped")
+    }
+    return environment.get_template("report.html.j2").render(
+        created=document.get("created", ""),
+        environment=document.get("environment", {}),
+        specs=document.get("specs", {}),
+        results=results,
+        counts=counts,
+    )
+
+
+def write_html(path: str | Path, document: dict[str, Any]) -> Path:
+    """Write the report atomically."""
+    return write_text_atomic(path, render_html(document))
+
+
+def _view(record: dict[str, Any]) -> dict[str, Any]:
+    value = record.get("value")
+    ci = record.get("ci")
+    bound = ""
+    if record.get("comparison") and record.get("threshold") is not None:
+        bound = f"{record['comparison']} {format_number(record['threshold'])}"
+    return {
+        **record,
+        "value_text": "" if value is None else format_number(value),
+        "level_text": f"{100 * (record.get('confidence') or 0.95):g}%",
+        "ci_text": f"{format_number(ci[0])} to {format_number(ci[1])}" if ci else "",
+        "bound_text": bound,
+        "message": record.get("message") or record.get("error") or "",
+        "plot": _safe(plot_for, record),
+        "images": _safe(example_images, record),
+        "details_text": json.dumps(_trimmed(record.get("details", {})), indent=2),
+    }
+
+
+def _safe(render: Any, record: dict[str, Any]) -> str | None:
+    """A plot that fails to draw must not lose the report."""
+    try:
+        return render(record)
+    except Exception as error:
+        return f"<p>(plot unavailable: {type(error).__name__}: {error})</p>"
+
+
+def _trimmed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            key: ("[...]" if key in _BULKY_KEYS else _trimmed(item)) for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_trimmed(item) for item in value[:50]] + (["..."] if len(value) > 50 else [])
+    return value

@@ -1,0 +1,120 @@
+"""The HTML report checked offline: it parses, references nothing external, one section a check."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from robustness_checks.reporting.html_report import render_html
+
+pytest_plugins = ["pytester"]
+
+SPEC = """\
+model:
+  factory: robustness_checks.demo.model:digits_cnn
+  kwargs: {pretrained: true}
+data:
+  factory: robustness_checks.demo.digits:test_set
+  kwargs: {limit: 150}
+checks:
+  - {name: calibrated, type: calibration, max: 0.1}
+  - name: pgd
+    type: adversarial
+    attack: {method: pgd, eps: [0.05, 0.1], steps: 5}
+    max_drop: 0.01
+  - name: ood
+    type: ood
+    ood_data: {factory: robustness_checks.demo.digits:noise_images, kwargs: {count: 50}}
+    score: energy
+    min: 0.5
+  - {name: abstain, type: selective, coverage: 0.9, min_accuracy: 0.5}
+"""
+
+
+class Structure(HTMLParser):
+    """Collects tags, attributes pointing elsewhere, and check sections."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.sections: list[str] = []
+        self.external: list[str] = []
+        self.tags: set[str] = set()
+        self.svgs = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.svgs += tag == "svg"
+        values = dict(attrs)
+        if tag == "section" and "check" in (values.get("class") or ""):
+            self.sections.append(values.get("id") or "")
+        for name in ("src", "href", "xlink:href", "action"):
+            target = values.get(name) or ""
+            if target and not target.startswith(("#", "data:")):
+                self.external.append(f"{tag} {name}={target}")
+        if tag not in {"meta", "br", "img", "link", "input", "hr", "path", "use", "rect", "stop"}:
+            self.stack.append(tag)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
+    folder = tmp_path_factory.mktemp("report")
+    (folder / "demo.robustness.yaml").write_text(SPEC)
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "pytest", str(folder / "demo.robustness.yaml"),
+                    "-p", "no:cacheprovider", f"--robustness-html={folder / 'r.html'}",
+                    f"--robustness-json={folder / 'r.json'}", "-q"], cwd=folder,
+                   capture_output=True, check=False)
+    return (folder / "r.html").read_text(), json.loads((folder / "r.json").read_text())
+
+
+def test_report_parses_with_one_section_per_check(report: tuple[str, dict]) -> None:
+    html, document = report
+    parser = Structure()
+    parser.feed(html)
+    assert len(parser.sections) == len(document["results"]) == 4
+    assert {"table", "section", "svg", "style"} <= parser.tags
+    assert parser.svgs >= 4  # a plot per check, plus the failing examples of the attack
+    assert "<script" not in html
+
+
+def test_report_references_nothing_outside_itself(report: tuple[str, dict]) -> None:
+    html, _ = report
+    parser = Structure()
+    parser.feed(html)
+    assert parser.external == []
+    assert "@import" not in html and "url(http" not in html
+    assert "<link" not in html
+
+
+def test_report_shows_outcomes_messages_and_environment(report: tuple[str, dict]) -> None:
+    html, document = report
+    for record in document["results"]:
+        assert f'pill {record["outcome"]}' in html
+        assert record["check"] in html
+    assert "exceeds max_drop 0.01" in html  # the failing attack's message
+    assert "sha256" in html and document["environment"]["torch"] in html
+    assert "1 failed" in html and "3 passed" in html
+
+
+def test_report_from_a_document_with_an_error_and_no_details() -> None:
+    html = render_html({"results": [{
+        "nodeid": "s.yaml::broken", "check": "broken", "type": "calibration", "metric": "ece",
+        "value": None, "outcome": "error", "passed": False, "error": "LoadError: no weights",
+        "seconds": 0.1, "confidence": 0.95, "details": {},
+    }]})
+    assert "LoadError: no weights" in html and "pill error" in html
+
+
+def test_report_file_is_written_atomically(tmp_path: Path) -> None:
+    from robustness_checks.reporting.html_report import write_html
+
+    target = tmp_path / "nested" / "report.html"
+    write_html(target, {"results": []})
+    assert target.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in target.parent.iterdir()] == ["report.html"]
