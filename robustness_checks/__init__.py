@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "adversarial": "robustness_checks.api",
     "calibration": "robustness_checks.api",
+    "compare_accuracy": "robustness_checks.release",
     "entropy_trend": "robustness_checks.api",
     "failure_prediction": "robustness_checks.api",
     "ood": "robustness_checks.api",
@@ -41,6 +42,7 @@ __all__ = [
     "adversarial",
     "as_examples",
     "calibration",
+    "compare_accuracy",
     "entropy_trend",
     "failure_prediction",
     "load_spec",
@@ -62,6 +64,7 @@ if TYPE_CHECKING:
     from robustness_checks.errors import LoadError, ModelOutputError, RobustnessError, SpecError
     from robustness_checks.examples import Examples, as_examples
     from robustness_checks.registry import CHECK_TYPES
+    from robustness_checks.release import compare_accuracy
     from robustness_checks.results import CheckResult, ConfidenceInterval
     from robustness_checks.spec.parse import load_spec
 

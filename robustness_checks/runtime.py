@@ -27,6 +27,7 @@ class SpecRuntime:
     device: torch.device
     seed: int
     _extra: dict[str, Examples] = field(default_factory=dict)
+    _fingerprints: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(
@@ -54,6 +55,20 @@ class SpecRuntime:
             ensemble=self.ensemble,
             extra_data=self.extra_data(check),
         )
+
+    def fingerprints(self) -> dict[str, str]:
+        """sha256 of the model's (and ensemble's) weights and of the data, computed once."""
+        if not self._fingerprints:
+            import hashlib
+
+            from robustness_checks.baseline import fingerprint_model, fingerprint_tensors
+
+            weights = "".join(fingerprint_model(m) for m in [self.model, *self.ensemble])
+            self._fingerprints = {
+                "model": hashlib.sha256(weights.encode()).hexdigest(),
+                "data": fingerprint_tensors(self.examples.x, self.examples.y),
+            }
+        return self._fingerprints
 
     def extra_data(self, check: CheckSpec) -> dict[str, Examples]:
         """The check's own data sources (such as ood_data), each loaded once per spec."""

@@ -66,10 +66,22 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-m", "pytest", str(folder / "demo.robustness.yaml"),
-                    "-p", "no:cacheprovider", f"--robustness-html={folder / 'r.html'}",
-                    f"--robustness-json={folder / 'r.json'}", "-q"], cwd=folder,
-                   capture_output=True, check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(folder / "demo.robustness.yaml"),
+            "-p",
+            "no:cacheprovider",
+            f"--robustness-html={folder / 'r.html'}",
+            f"--robustness-json={folder / 'r.json'}",
+            "-q",
+        ],
+        cwd=folder,
+        capture_output=True,
+        check=False,
+    )
     return (folder / "r.html").read_text(), json.loads((folder / "r.json").read_text())
 
 
@@ -95,7 +107,7 @@ def test_report_references_nothing_outside_itself(report: tuple[str, dict]) -> N
 def test_report_shows_outcomes_messages_and_environment(report: tuple[str, dict]) -> None:
     html, document = report
     for record in document["results"]:
-        assert f'pill {record["outcome"]}' in html
+        assert f"pill {record['outcome']}" in html
         assert record["check"] in html
     assert "exceeds max_drop 0.01" in html  # the failing attack's message
     assert "sha256" in html and document["environment"]["torch"] in html
@@ -103,11 +115,25 @@ def test_report_shows_outcomes_messages_and_environment(report: tuple[str, dict]
 
 
 def test_report_from_a_document_with_an_error_and_no_details() -> None:
-    html = render_html({"results": [{
-        "nodeid": "s.yaml::broken", "check": "broken", "type": "calibration", "metric": "ece",
-        "value": None, "outcome": "error", "passed": False, "error": "LoadError: no weights",
-        "seconds": 0.1, "confidence": 0.95, "details": {},
-    }]})
+    html = render_html(
+        {
+            "results": [
+                {
+                    "nodeid": "s.yaml::broken",
+                    "check": "broken",
+                    "type": "calibration",
+                    "metric": "ece",
+                    "value": None,
+                    "outcome": "error",
+                    "passed": False,
+                    "error": "LoadError: no weights",
+                    "seconds": 0.1,
+                    "confidence": 0.95,
+                    "details": {},
+                }
+            ]
+        }
+    )
     assert "LoadError: no weights" in html and "pill error" in html
 
 
@@ -118,3 +144,54 @@ def test_report_file_is_written_atomically(tmp_path: Path) -> None:
     write_html(target, {"results": []})
     assert target.read_text().startswith("<!DOCTYPE html>")
     assert [p.name for p in target.parent.iterdir()] == ["report.html"]
+
+
+def test_pytest_html_rows_carry_the_plot(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("pytest_html")
+    pytester.makefile(".robustness.yaml", spec=SPEC.split("  - name: pgd")[0])
+    pytester.runpytest_subprocess("--html=page.html", "--self-contained-html")
+    page = (pytester.path / "page.html").read_text()
+    assert "Reliability diagram" in page  # the SVG title of the calibration plot
+
+
+def test_interrupted_session_still_writes_every_finished_check(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        factories="""
+        import torch
+        from robustness_checks.demo.model import digits_cnn
+
+        class StopsOnSecondCheck(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = digits_cnn(pretrained=True)
+                self.calls = 0
+
+            def forward(self, x):
+                self.calls += 1
+                if self.calls > 1:
+                    raise KeyboardInterrupt
+                return self.net(x)
+
+        def model():
+            return StopsOnSecondCheck()
+        """
+    )
+    pytester.makefile(
+        ".robustness.yaml",
+        spec="""
+model: {factory: factories.py:model}
+data: {factory: robustness_checks.demo.digits:test_set, kwargs: {limit: 100}}
+checks:
+  - {name: first, type: calibration, bootstrap: 10}
+  - {name: second, type: calibration}
+  - {name: third, type: calibration}
+""",
+    )
+    result = pytester.runpytest_subprocess("--robustness-json=r.json", "--robustness-html=r.html")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    document = json.loads((pytester.path / "r.json").read_text())
+    # The interrupted check did not finish, so only the first one is reported.
+    assert [r["check"] for r in document["results"]] == ["first"]
+    assert document["results"][0]["outcome"] == "passed"
+    assert "first" in (pytester.path / "r.html").read_text()
+    assert not list(pytester.path.glob(".r.json*"))  # no temporary file left behind

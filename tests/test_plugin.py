@@ -280,7 +280,9 @@ def test_xdist_gives_the_same_results_as_a_serial_run(pytester: pytest.Pytester)
     write_spec(pytester, "two", ece_max=0.001)
     serial = pytester.runpytest_subprocess("--robustness-json=serial.json", "-p", "no:randomly")
     serial.assert_outcomes(passed=3, failed=1)
-    parallel = pytester.runpytest_subprocess("-n", "2", "--robustness-json=parallel.json")
+    parallel = pytester.runpytest_subprocess(
+        "-n", "2", "--robustness-json=parallel.json", "--robustness-html=parallel.html"
+    )
     parallel.assert_outcomes(passed=3, failed=1)
 
     def comparable(name: str) -> list[dict]:
@@ -291,3 +293,7 @@ def test_xdist_gives_the_same_results_as_a_serial_run(pytester: pytest.Pytester)
 
     assert comparable("serial.json") == comparable("parallel.json")
     assert len(comparable("parallel.json")) == 4
+    html = (pytester.path / "parallel.html").read_text()
+    assert html.count('<section class="check"') == 4
+    for record in comparable("parallel.json"):
+        assert html.count(f"{record['nodeid']}</a>") == 1

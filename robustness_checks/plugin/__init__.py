@@ -4,6 +4,7 @@ from robustness_checks.plugin.collect import pytest_collect_file
 from robustness_checks.plugin.fixture import robustness
 from robustness_checks.plugin.hooks import (
     pytest_configure,
+    pytest_runtest_makereport,
     pytest_runtestloop,
     pytest_sessionfinish,
     pytest_terminal_summary,
@@ -14,6 +15,7 @@ __all__ = [
     "pytest_addoption",
     "pytest_collect_file",
     "pytest_configure",
+    "pytest_runtest_makereport",
     "pytest_runtestloop",
     "pytest_sessionfinish",
     "pytest_terminal_summary",

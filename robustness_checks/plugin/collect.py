@@ -24,8 +24,11 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
 class CheckFailed(Exception):
     """A check that ran and did not meet its bound."""
 
-    def __init__(self, result: Any):
-        super().__init__(result.message)
+    def __init__(self, result: Any, regression: str | None = None):
+        message = result.message if regression is None else f"regression: {regression}"
+        if regression is not None and not result.passed:
+            message += f"; and {result.message}"
+        super().__init__(message)
         self.result = result
 
 
@@ -76,7 +79,7 @@ class CheckItem(pytest.Item):
         state = get_session(self.config)
         document = self.spec_file.document
         start = time.perf_counter()
-        context = None
+        context = runtime = None
         try:
             runtime = state.runtime(document)
             context = runtime.context(self.check)
@@ -90,25 +93,36 @@ class CheckItem(pytest.Item):
                 seconds=time.perf_counter() - start,
                 evaluations=context.evaluations if context else 0,
             )
-            self._record(result)
+            self._record(result, None)
             raise
-        self._record(result)
+        regressed = self._record(result, runtime.fingerprints())
+        if regressed:
+            raise CheckFailed(result, regressed)
         if not result.passed:
             raise CheckFailed(result)
 
-    def _record(self, result: Any) -> None:
+    def _record(self, result: Any, fingerprints: dict[str, str] | None) -> str | None:
+        """Record the result; with a baseline, return the regression message if it regressed."""
         from robustness_checks.reporting.junit import junit_properties
 
         self.result = result
         spec = self.nodeid.split("::", 1)[0]
-        get_session(self.config).record(self.nodeid, spec, result, (0, spec, self.index))
+        state = get_session(self.config)
+        record = state.record(self.nodeid, spec, result, (0, spec, self.index), fingerprints)
         self.user_properties.extend(junit_properties(result))
+        regressed = state.gate.judge(record) if state.gate.active else None
+        if regressed:
+            record["passed"] = False
+            record["outcome"] = "failed"
+            record["regression"] = regressed
+            self.user_properties.append(("regression", regressed))
+        return regressed
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         from robustness_checks.errors import RobustnessError
 
         if isinstance(excinfo.value, CheckFailed):
-            return f"{self.check.type} check {self.name!r} failed: {excinfo.value.result.message}"
+            return f"{self.check.type} check {self.name!r} failed: {excinfo.value}"
         if isinstance(excinfo.value, RobustnessError):
             kind = type(excinfo.value).__name__
             return f"{self.check.type} check {self.name!r} could not run: {kind}: {excinfo.value}"

@@ -43,6 +43,22 @@ def pytest_runtestloop(session: pytest.Session):  # type: ignore[no-untyped-def]
         session.testsfailed += spec_errors
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """With pytest-html active, a check's row carries its plot as an extra."""
+    report = yield
+    result = getattr(item, "result", None)
+    if call.when == "call" and result is not None and item.config.pluginmanager.hasplugin("html"):
+        from pytest_html import extras
+
+        from robustness_checks.reporting.plots import example_images, plot_for
+
+        record = result.to_dict()
+        figures = [svg for svg in (plot_for(record), example_images(record)) if svg]
+        report.extras = [*getattr(report, "extras", []), *map(extras.html, figures)]
+    return report
+
+
 def _is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -56,7 +72,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     json_path = config.getoption("robustness_json")
     html_path = config.getoption("robustness_html")
-    if not (json_path or html_path):
+    save_name = config.getoption("robustness_save")
+    if not (json_path or html_path or save_name):
         return
     from robustness_checks.reporting.json_report import results_document, write_results_json
 
@@ -67,6 +84,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from robustness_checks.reporting.html_report import write_html
 
         write_html(html_path, document)
+    if save_name:
+        from robustness_checks.baseline import save_baseline
+
+        save_baseline(state.gate.storage, save_name, document)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

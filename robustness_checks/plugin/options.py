@@ -20,6 +20,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write a self-contained HTML report (plots inline, no network needed)",
     )
     group.addoption(
+        "--robustness-save",
+        metavar="NAME",
+        default=None,
+        help="store this run's results as baseline NAME under --robustness-storage",
+    )
+    group.addoption(
+        "--robustness-compare",
+        metavar="NAME|PATH",
+        nargs="?",
+        const="",
+        default=None,
+        help="compare with a saved baseline (default: the newest saved)",
+    )
+    group.addoption(
+        "--robustness-compare-fail",
+        metavar="EXPR",
+        action="append",
+        default=[],
+        help="fail a check that regressed: ece:+0.01, adversarial:+2%%, noise:x2 (by metric, "
+        "check name, type or *); repeatable",
+    )
+    group.addoption(
+        "--robustness-storage",
+        metavar="DIR",
+        default=".robustness",
+        help="folder of saved baselines, relative to the rootdir (default .robustness)",
+    )
+    group.addoption(
         "--robustness-device",
         metavar="DEVICE",
         default=None,

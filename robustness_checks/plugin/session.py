@@ -21,6 +21,9 @@ class RobustnessSession:
         self.devices: list[str] = []
         self.spec_errors = 0
         self.specs: dict[str, dict[str, Any]] = {}
+        from robustness_checks.plugin.gate import Gate
+
+        self.gate = Gate(config)
         self._runtimes: dict[Path, Any] = {}
 
     def runtime(self, document: Any) -> Any:
@@ -46,10 +49,20 @@ class RobustnessSession:
             self.devices.append(device)
         return loaded
 
-    def record(self, nodeid: str, spec: str | None, result: CheckResult, order: tuple) -> None:
+    def record(
+        self,
+        nodeid: str,
+        spec: str | None,
+        result: CheckResult,
+        order: tuple,
+        fingerprints: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         record = {"nodeid": nodeid, "spec": spec, **result.to_dict()}
+        if fingerprints:
+            record["fingerprints"] = fingerprints
         record["_order"] = list(order)
         self.results.append(record)
+        return record
 
     def sorted_results(self) -> list[dict[str, Any]]:
         """Results in a stable order (spec, position), without internal keys."""

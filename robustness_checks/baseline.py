@@ -1,0 +1,180 @@
+"""Baselines for release gating: save a run by name, load one, and find regressions against it."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustness_checks.errors import RobustnessError
+from robustness_checks.reporting.atomic import write_text_atomic
+from robustness_checks.results import format_number
+
+# Metrics where lower is better when a result carries no bound to tell.
+LOWER_IS_BETTER = {
+    "ece",
+    "ace",
+    "mce",
+    "classwise_ece",
+    "brier",
+    "nll",
+    "accuracy_drop",
+    "aurc",
+    "e_aurc",
+    "fpr95",
+    "probability",
+    "log10_probability",
+    "failing_inputs",
+    "trend_p_value",
+}
+_RULE = re.compile(r"^(?P<key>[^:]+):(?P<op>[+x*])?(?P<amount>[0-9.eE+-]+)(?P<percent>%)?$")
+
+
+class BaselineError(RobustnessError):
+    """A baseline that is missing, unreadable or of another schema."""
+
+
+def fingerprint_tensors(*tensors: Any) -> str:
+    """sha256 of the tensors' dtypes, shapes and bytes, in order."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint_model(model: Any) -> str:
+    """sha256 of a model's state_dict (names, dtypes, shapes, values)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(fingerprint_tensors(tensor).encode())
+    return digest.hexdigest()
+
+
+def save_baseline(storage: Path, name: str, document: dict[str, Any]) -> Path:
+    """Store a results document as `storage/NAME.json` (named, not keyed by machine)."""
+    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
+        raise BaselineError(f"baseline name {name!r} may hold only letters, digits, '.', '_', '-'")
+    return write_text_atomic(
+        storage / f"{name}.json", json.dumps({**document, "baseline": name}, indent=2) + "\n"
+    )
+
+
+def load_baseline(storage: Path, reference: str | None) -> dict[str, Any]:
+    """The baseline named `reference` in `storage`, a path to one, or the newest saved (None)."""
+    if reference is None:
+        saved = sorted(storage.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        if not saved:
+            raise BaselineError(
+                f"no baseline saved in {storage}/ yet; save one with --robustness-save NAME"
+            )
+        path = saved[-1]
+    else:
+        path = Path(reference)
+        if not (path.suffix == ".json" and path.is_file()):
+            path = storage / f"{reference}.json"
+    if not path.is_file():
+        available = ", ".join(sorted(p.stem for p in storage.glob("*.json"))) or "none"
+        raise BaselineError(
+            f"no baseline {reference!r}: {path} does not exist (saved in "
+            f"{storage}/: {available}); save one with --robustness-save NAME"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise BaselineError(f"baseline {path} is not a readable JSON file: {error}") from None
+    if not isinstance(document, dict) or document.get("schema_version") != 1:
+        raise BaselineError(f"baseline {path} is not a results file of schema_version 1")
+    document.setdefault("baseline", path.stem)
+    return document
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An allowed change: `key:+0.01` (absolute), `key:+2%` (relative) or `key:x2` (factor)."""
+
+    key: str
+    kind: str  # "absolute", "relative" or "factor"
+    amount: float
+    text: str
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        return self.key in (record.get("metric"), record.get("check"), record.get("type"), "*")
+
+
+def parse_rule(text: str) -> Rule:
+    """A `--robustness-compare-fail` expression."""
+    match = _RULE.match(text.strip())
+    if not match:
+        raise BaselineError(
+            f"cannot read --robustness-compare-fail {text!r}: use KEY:+ABS (ece:+0.01), "
+            "KEY:+PCT% (adversarial:+2%) or KEY:xFACTOR (noise:x2), where KEY is a metric, "
+            "check name, check type or *"
+        )
+    try:
+        amount = float(match["amount"])
+    except ValueError:
+        raise BaselineError(f"cannot read the amount in {text!r}") from None
+    if match["op"] in ("x", "*"):
+        if amount < 1:
+            raise BaselineError(f"{text!r}: a factor must be at least 1")
+        return Rule(match["key"], "factor", amount, text)
+    if amount < 0:
+        raise BaselineError(f"{text!r}: the allowed change must not be negative")
+    kind = "relative" if match["percent"] else "absolute"
+    return Rule(match["key"], kind, amount / 100 if match["percent"] else amount, text)
+
+
+def regression(record: dict[str, Any], baseline: dict[str, Any], rules: list[Rule]) -> str | None:
+    """A message if `record` is worse than `baseline` by more than the first matching rule."""
+    rule = next((r for r in rules if r.matches(record)), None)
+    now, before = record.get("value"), baseline.get("value")
+    if (
+        rule is None
+        or now is None
+        or before is None
+        or record.get("metric") != baseline.get("metric")
+    ):
+        return None
+    lower_better = _lower_is_better(record)
+    if lower_better is None:
+        return None
+    if rule.kind == "absolute":
+        limit = before + rule.amount if lower_better else before - rule.amount
+    elif rule.kind == "relative":
+        limit = before * (1 + rule.amount) if lower_better else before * (1 - rule.amount)
+    else:
+        limit = before * rule.amount if lower_better else before / rule.amount
+    worse = now > limit if lower_better else now < limit
+    if not worse or math.isclose(now, limit, rel_tol=1e-12, abs_tol=1e-15):
+        return None
+    direction = "rose" if lower_better else "fell"
+    return (
+        f"{record['metric']} {direction} from {format_number(before)} in baseline "
+        f"{baseline.get('_name', '')!r} to {format_number(now)}; {rule.text} allows "
+        f"{'at most' if lower_better else 'at least'} {format_number(limit)}"
+    )
+
+
+def _lower_is_better(record: dict[str, Any]) -> bool | None:
+    if record.get("comparison") == "<=":
+        return True
+    if record.get("comparison") == ">=":
+        return False
+    metric = record.get("metric")
+    if metric in LOWER_IS_BETTER:
+        return True
+    if metric in {"auroc", "aupr", "aupr_error", "adversarial_accuracy", "accuracy_at_coverage"}:
+        return False
+    return None
