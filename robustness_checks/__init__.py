@@ -14,6 +14,8 @@ _EXPORTS = {
     "compare_accuracy": "robustness_checks.release",
     "entropy_trend": "robustness_checks.api",
     "failure_prediction": "robustness_checks.api",
+    "noise": "robustness_checks.api",
+    "fuzz": "robustness_checks.checks.fuzz",
     "ood": "robustness_checks.api",
     "selective": "robustness_checks.api",
     "run_check": "robustness_checks.api",
@@ -45,7 +47,9 @@ __all__ = [
     "compare_accuracy",
     "entropy_trend",
     "failure_prediction",
+    "fuzz",
     "load_spec",
+    "noise",
     "ood",
     "run_check",
     "selective",
@@ -57,10 +61,12 @@ if TYPE_CHECKING:
         calibration,
         entropy_trend,
         failure_prediction,
+        noise,
         ood,
         run_check,
         selective,
     )
+    from robustness_checks.checks.fuzz import fuzz
     from robustness_checks.errors import LoadError, ModelOutputError, RobustnessError, SpecError
     from robustness_checks.examples import Examples, as_examples
     from robustness_checks.registry import CHECK_TYPES

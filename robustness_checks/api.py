@@ -216,3 +216,34 @@ def failure_prediction(
         uncertainty=uncertainty or {},
         **options,
     )
+
+
+def noise(
+    model: nn.Module,
+    data: Any,
+    *,
+    sigma: float,
+    estimator: str = "splitting",
+    relative_error: float = 0.1,
+    inputs: int | None = None,
+    indices: list[int] | None = None,
+    max_evaluations: int = 20000,
+    max_probability: float | None = None,
+    clip: bool = False,
+    **options: Any,
+) -> CheckResult:
+    """P(model misclassifies x + N(0, sigma^2 I)) per selected input, at most `max_probability`."""
+    return run_check(
+        "noise",
+        model,
+        data,
+        sigma=sigma,
+        estimator=estimator,
+        relative_error=relative_error,
+        inputs=inputs,
+        indices=indices,
+        max_evaluations=max_evaluations,
+        max_probability=max_probability,
+        clip=clip,
+        **options,
+    )

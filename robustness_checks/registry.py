@@ -7,6 +7,8 @@ from robustness_checks.checks import (
     calibration,
     entropy_trend,
     failure_prediction,
+    fuzz,
+    noise,
     ood,
     selective,
 )
@@ -21,6 +23,8 @@ CHECK_TYPES: dict[str, CheckType] = {
         selective.CHECK,
         ood.CHECK,
         failure_prediction.CHECK,
+        noise.CHECK,
+        fuzz.CHECK,
     )
 }
 

@@ -24,8 +24,9 @@ def environment(devices: list[str]) -> dict[str, Any]:
     }
 
 
-def results_document(results: list[dict[str, Any]], devices: list[str],
-                     specs: dict[str, Any] | None = None) -> dict[str, Any]:
+def results_document(
+    results: list[dict[str, Any]], devices: list[str], specs: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The whole results document for these result records (`specs`: hash and seed per spec)."""
     created = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     return {

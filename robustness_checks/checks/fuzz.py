@@ -1,0 +1,523 @@
+"""The `fuzz` check: a property must hold under every perturbation hypothesis finds in a budget."""
+
+from __future__ import annotations
+
+import os
+import unittest
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import torch
+from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from torch import nn
+
+from robustness_checks import strategies
+from robustness_checks.checks.base import CheckType
+from robustness_checks.context import CheckContext, check_logits
+from robustness_checks.errors import RobustnessError
+from robustness_checks.results import CheckResult, format_number
+from robustness_checks.seeding import derive_seed
+from robustness_checks.spec.schema import CheckSpec, Probability, StrictModel
+from robustness_checks.stats import clopper_pearson
+from robustness_checks.strategies import Perturbation
+
+DEFAULT_INPUTS = 20
+DATABASE_ENV = "ROBUSTNESS_FUZZ_DATABASE"  # a directory, or "none" for no database
+DEFAULT_DATABASE = Path(".hypothesis") / "robustness"
+SMALL_INPUT = 4096  # inputs up to this many values keep their pixels in `details` for reports
+NonNegative = Annotated[float, Field(ge=0.0)]
+
+# The property calls the model, so a slow draw is usually device warm-up or a garbage collection
+# landing in the first examples, never a problem of the strategies (they draw a few numbers, so
+# data_too_large / large_base_example cannot fire either); nested_given lets a user call the check
+# inside their own @given test. A health check must never decide a model check.
+SUPPRESSED = [
+    check
+    for name in ("too_slow", "data_too_large", "large_base_example", "nested_given")
+    if (check := getattr(HealthCheck, name, None)) is not None
+]
+
+
+class PerturbationSpec(StrictModel):
+    """One entry of `perturbations`: a kind and its budget."""
+
+    kind: Literal[
+        "linf", "l2", "gaussian", "brightness", "contrast", "translate", "rotate", "occlusion"
+    ]
+    eps: NonNegative | None = Field(None, description="linf, l2: largest norm of the noise")
+    sigma: NonNegative | None = Field(None, description="gaussian: largest standard deviation")
+    max: NonNegative | None = Field(
+        None, description="brightness, contrast, rotate (degrees), translate, occlusion (pixels)"
+    )
+    value: float | None = Field(None, description="occlusion: fill value (default: lower bound)")
+
+    @model_validator(mode="after")
+    def _valid_budget(self) -> PerturbationSpec:
+        strategies.check_budget(self.kind, self.budget())
+        return self
+
+    def budget(self) -> dict[str, float]:
+        names = ("eps", "sigma", "max", "value")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.budget()}
+
+    def label(self) -> str:
+        return " ".join([self.kind, *(f"{k} {format_number(v)}" for k, v in self.budget().items())])
+
+
+class FuzzCheck(CheckSpec):
+    """Parameters of a `fuzz` check."""
+
+    type: Literal["fuzz"]
+    perturbations: list[PerturbationSpec] = Field(
+        min_length=1, description="applied in order, e.g. [{kind: brightness, max: 0.3}]"
+    )
+    property: Literal["label_invariant"] | None = Field(
+        None, description="the prediction never changes (the default property)"
+    )
+    max_confidence_drop: Probability | None = Field(
+        None, description="the probability of the clean prediction falls by at most this"
+    )
+    inputs: PositiveInt | None = Field(
+        None,
+        description=f"fuzz the first N correctly classified examples (default {DEFAULT_INPUTS})",
+    )
+    indices: list[NonNegativeInt] | None = Field(
+        None, min_length=1, description="fuzz these examples instead"
+    )
+    max_examples: PositiveInt = Field(200, description="hypothesis test cases per input")
+    database: str | Literal[False] | None = Field(
+        None,
+        description=f"example database directory; false: none; default ${DATABASE_ENV} "
+        f"or {DEFAULT_DATABASE}",
+    )
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> FuzzCheck:
+        if self.property is not None and self.max_confidence_drop is not None:
+            raise ValueError(
+                "give property: label_invariant or max_confidence_drop, not both (one property "
+                "per check)"
+            )
+        if self.inputs is not None and self.indices is not None:
+            raise ValueError("give inputs (first N correctly classified) or indices, not both")
+        return self
+
+    def property_name(self) -> str:
+        return "label_invariant" if self.max_confidence_drop is None else "max_confidence_drop"
+
+    def budget_label(self) -> str:
+        return " + ".join(spec.label() for spec in self.perturbations)
+
+
+@dataclass
+class _Targets:
+    """The fuzzed inputs: dataset indices, inputs, labels and clean predictions."""
+
+    indices: list[int]
+    x: torch.Tensor
+    labels: list[int]
+    predictions: torch.Tensor
+    confidences: torch.Tensor
+
+
+@dataclass(slots=True)
+class _Outcome:
+    holds: bool
+    prediction: int
+    confidence: float
+
+
+@dataclass
+class _Evaluator:
+    """Decides the property for (input, perturbations) pairs, each pair evaluated once."""
+
+    model: nn.Module
+    targets: _Targets
+    bounds: tuple[float, float] | None
+    max_drop: float | None
+    batch_size: int
+    cache: dict[tuple[Any, ...], dict[int, _Outcome]] = field(default_factory=dict)
+
+    def outcomes(
+        self, positions: list[int], perturbations: list[Perturbation]
+    ) -> dict[int, _Outcome]:
+        """The outcome for each input position; the missing ones in batched forward passes."""
+        known = self.cache.setdefault(tuple(p.key for p in perturbations), {})
+        missing = [i for i in positions if i not in known]
+        for start in range(0, len(missing), self.batch_size):
+            self._evaluate(missing[start : start + self.batch_size], perturbations, known)
+        return {i: known[i] for i in positions}
+
+    def forget_all_but(self, positions: Iterable[int]) -> None:
+        """Drop the cached outcomes of every other input (they will not be asked for again)."""
+        keep = set(positions)
+        for known in self.cache.values():
+            for i in [i for i in known if i not in keep]:
+                del known[i]
+
+    @torch.inference_mode()
+    def _evaluate(
+        self, positions: list[int], perturbations: list[Perturbation], known: dict[int, _Outcome]
+    ) -> None:
+        t = self.targets
+        rows = torch.tensor(positions, device=t.x.device)
+        perturbed = strategies.apply_all(perturbations, t.x[rows], self.bounds)
+        probabilities = self.model(perturbed).float().softmax(dim=1)
+        reference = t.predictions[rows]
+        kept = probabilities.gather(1, reference[:, None]).squeeze(1)
+        confidence, prediction = probabilities.max(dim=1)
+        if self.max_drop is None:
+            holds = prediction == reference
+        else:
+            holds = t.confidences[rows] - kept <= self.max_drop
+        values = zip(holds.tolist(), prediction.tolist(), confidence.tolist(), strict=True)
+        for i, (h, p, c) in zip(positions, values, strict=True):
+            known[i] = _Outcome(bool(h), int(p), float(c))
+
+
+class _Namespaced(ExampleDatabase):
+    """One input's share of an example database: keys are prefixed with (check, index)."""
+
+    def __init__(self, inner: ExampleDatabase, namespace: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.prefix = namespace.encode() + b"\x00"
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.inner.save(self.prefix + key, value)
+
+    def fetch(self, key: bytes) -> Iterable[bytes]:
+        return self.inner.fetch(self.prefix + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.inner.delete(self.prefix + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.inner.move(self.prefix + src, self.prefix + dest, value)
+
+
+class _Counterexample(Exception):
+    """Raised inside the hypothesis test when the property fails, so hypothesis shrinks it."""
+
+
+def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
+    """Search perturbations of each input with hypothesis; report the shrunk failures.
+
+    1. replay: each input's earlier failures from the example database, shrunk again;
+    2. explore: one seeded hypothesis run of `max_examples` test cases, each evaluated on all
+       remaining inputs in batched forward passes;
+    3. shrink: each input that failed in 2 is searched on its own with the same seed, which
+       regenerates the same test cases (answered from the cache) up to its first failure;
+       hypothesis shrinks that and saves it to the database.
+    """
+    x = context.examples.x
+    _check_inputs(context, params, x)
+    targets = _select(context, params)
+    image_size = (int(x.shape[-2]), int(x.shape[-1])) if x.dim() >= 3 else None
+    specs = [spec.as_dict() for spec in params.perturbations]
+    strategy = strategies.composition(specs, image_size=image_size)
+    evaluator = _Evaluator(
+        context.model,
+        targets,
+        context.bounds,
+        params.max_confidence_drop,
+        context.examples.batch_size,
+    )
+    location = _database_location(params)
+    database = None if location is None else DirectoryBasedExampleDatabase(location)
+    search_seed = derive_seed(context.seed, context.check_name, "fuzz")
+    base = settings(
+        max_examples=params.max_examples,
+        deadline=None,
+        derandomize=False,  # the seed derandomises; derandomize=True would drop the database
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=SUPPRESSED,
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        print_blob=False,
+    )
+
+    def per_input(position: int, phases: list[Phase]) -> settings:
+        if database is None:
+            return settings(base, phases=phases)
+        namespace = f"{context.check_name}/{targets.indices[position]}"
+        return settings(base, phases=phases, database=_Namespaced(database, namespace))
+
+    positions = range(len(targets.indices))
+    found: dict[int, list[Perturbation]] = {}
+    if database is not None:
+        for i in positions:
+            replayed = _search(
+                strategy, evaluator, i, per_input(i, [Phase.reuse, Phase.shrink]), search_seed
+            )
+            if replayed is not None:
+                found[i] = replayed
+    pending = [i for i in positions if i not in found]
+    first = _explore(strategy, evaluator, pending, base, search_seed) if pending else {}
+    evaluator.forget_all_but([*found, *first])
+    for i, unshrunk in first.items():
+        shrink = per_input(i, [Phase.reuse, Phase.generate, Phase.shrink])
+        found[i] = _search(strategy, evaluator, i, shrink, search_seed) or unshrunk
+    order = sorted(found, key=lambda i: targets.indices[i])
+    failures = [_failure_row(evaluator, i, found[i]) for i in order]
+    return _result(context, params, targets, failures, search_seed, location)
+
+
+def _explore(
+    strategy: Any,
+    evaluator: _Evaluator,
+    pending: list[int],
+    explore_settings: settings,
+    search_seed: int,
+) -> dict[int, list[Perturbation]]:
+    """The first failing test case of each pending input in one seeded run over all of them."""
+    first: dict[int, list[Perturbation]] = {}
+
+    @explore_settings
+    @seed(search_seed)
+    @given(strategy)
+    def explore(perturbations: list[Perturbation]) -> None:
+        remaining = [i for i in pending if i not in first]
+        if not remaining or all(p.is_identity for p in perturbations):
+            return
+        for i, outcome in evaluator.outcomes(remaining, perturbations).items():
+            if not outcome.holds:
+                first[i] = perturbations
+
+    explore()
+    return first
+
+
+def _search(
+    strategy: Any,
+    evaluator: _Evaluator,
+    position: int,
+    search_settings: settings,
+    search_seed: int,
+) -> list[Perturbation] | None:
+    """The shrunk failing perturbations of one input, or None if the property always held."""
+    failing: list[list[Perturbation]] = []
+
+    # @settings goes outside @seed on purpose: @seed alone switches the database off, and here
+    # the seed makes the generated stream reproducible while the database adds replays of
+    # earlier failures in front of it.
+    @search_settings
+    @seed(search_seed)
+    @given(strategy)
+    def property_holds(perturbations: list[Perturbation]) -> None:
+        if all(p.is_identity for p in perturbations):
+            return
+        if not evaluator.outcomes([position], perturbations)[position].holds:
+            failing.append(perturbations)
+            raise _Counterexample
+
+    try:
+        property_holds()
+    except _Counterexample:
+        return failing[-1]  # hypothesis replays the shrunk example last
+    except unittest.SkipTest:
+        pass  # a replay-only run with nothing in the database has no test case to run
+    return None
+
+
+def _check_inputs(context: CheckContext, params: FuzzCheck, x: torch.Tensor) -> None:
+    images = {spec.kind for spec in params.perturbations} & strategies.IMAGE_KINDS
+    if images and x.dim() < 3:
+        raise RobustnessError(
+            f"{', '.join(sorted(images))} perturbations need image inputs (C, H, W) or (H, W); "
+            f"the data has inputs of shape {tuple(x.shape[1:])}"
+        )
+    if context.bounds is not None and len(x):
+        lo, hi = context.bounds
+        if bool((x < lo).any() or (x > hi).any()):
+            raise RobustnessError(
+                f"the data lies in [{x.min().item():g}, {x.max().item():g}], outside the spec's "
+                f"bounds [{lo:g}, {hi:g}]; set `bounds` to the raw input range (null for "
+                "unbounded), or move normalisation into model.preprocess"
+            )
+
+
+@torch.inference_mode()
+def _select(context: CheckContext, params: FuzzCheck) -> _Targets:
+    """The inputs to fuzz and their clean predictions (first N correct, or the given indices)."""
+    examples = context.examples
+    if params.indices is not None:
+        bad = [i for i in params.indices if i >= len(examples)]
+        if bad:
+            raise RobustnessError(
+                f"indices {bad} are out of range: the data has {len(examples)} examples"
+            )
+        order, wanted = torch.tensor(params.indices), len(params.indices)
+    else:
+        order, wanted = torch.arange(len(examples)), params.inputs or DEFAULT_INPUTS
+    parts: list[tuple[torch.Tensor, ...]] = []
+    found = 0
+    for start in range(0, len(order), examples.batch_size):
+        positions = order[start : start + examples.batch_size]
+        x, y = examples.x[positions], examples.y[positions]
+        logits = context.model(x.to(context.device)).float()
+        check_logits(logits, len(x))
+        confidence, prediction = logits.softmax(dim=1).cpu().max(dim=1)
+        keep = torch.ones_like(y, dtype=torch.bool) if params.indices else prediction == y
+        keep &= torch.cumsum(keep.long(), 0) <= wanted - found
+        parts.append((positions[keep], x[keep], y[keep], prediction[keep], confidence[keep]))
+        found += int(keep.sum())
+        if found >= wanted:
+            break
+    if found == 0:
+        raise RobustnessError(
+            "no correctly classified example to fuzz; check the model and data, or give indices"
+        )
+    indices, x, y, predictions, confidences = (
+        torch.cat(column) for column in zip(*parts, strict=True)
+    )
+    return _Targets(
+        indices=indices.tolist(),
+        x=x.to(context.device),
+        labels=y.tolist(),
+        predictions=predictions.to(context.device),
+        confidences=confidences.to(context.device),
+    )
+
+
+def _database_location(params: FuzzCheck) -> str | None:
+    """The example database directory: the check's `database`, the environment, or the default."""
+    if params.database is False:
+        return None
+    location = params.database or os.environ.get(DATABASE_ENV, str(DEFAULT_DATABASE))
+    return None if location.strip().lower() in ("", "none", "off", "false") else location
+
+
+def _failure_row(evaluator: _Evaluator, position: int, found: list[Perturbation]) -> dict[str, Any]:
+    t = evaluator.targets
+    outcome = evaluator.outcomes([position], found)[position]
+    row: dict[str, Any] = {
+        "index": t.indices[position],
+        "label": t.labels[position],
+        "perturbations": [p.to_dict() for p in found],
+        "clean_prediction": int(t.predictions[position]),
+        "clean_confidence": float(t.confidences[position]),
+        "perturbed_prediction": outcome.prediction,
+        "perturbed_confidence": outcome.confidence,
+    }
+    clean = t.x[position : position + 1]
+    if clean.numel() <= SMALL_INPUT:
+        perturbed = strategies.apply_all(found, clean, evaluator.bounds)
+        row["shape"] = list(clean.shape[1:])
+        row["input"] = [round(v, 5) for v in clean.flatten().tolist()]
+        row["perturbation"] = [round(v, 5) for v in (perturbed - clean).flatten().tolist()]
+    return row
+
+
+def _result(
+    context: CheckContext,
+    params: FuzzCheck,
+    targets: _Targets,
+    failures: list[dict[str, Any]],
+    search_seed: int,
+    database: str | None,
+) -> CheckResult:
+    fuzzed, failing = len(targets.indices), len(failures)
+    value = failing / fuzzed
+    passed = failing == 0
+    name = params.property_name()
+    if name == "max_confidence_drop":
+        name = f"max_confidence_drop {format_number(params.max_confidence_drop)}"
+    within = f"within {params.budget_label()}, {params.max_examples} cases per input"
+    if passed:
+        statement = f"{name} holds (failing_inputs = 0) {within}"
+    else:
+        statement = (
+            f"{_first_failure(params, failures[0])}; {name} fails on {failing} of {fuzzed} inputs "
+            f"(failing_inputs = {format_number(value)} exceeds max 0) {within}"
+        )
+    details: dict[str, Any] = {
+        "property": params.property_name(),
+        "max_confidence_drop": params.max_confidence_drop,
+        "perturbations": [spec.as_dict() for spec in params.perturbations],
+        "inputs": targets.indices,
+        "fuzzed_inputs": fuzzed,
+        "failing_inputs": failing,
+        "max_examples": params.max_examples,
+        "hypothesis_seed": search_seed,
+        "database": database,
+        "failures": failures,
+    }
+    return CheckResult(
+        check=params.name,
+        type=params.type,
+        metric="failing_inputs",
+        value=value,
+        comparison="<=",
+        threshold=0.0,
+        ci=clopper_pearson(failing, fuzzed, context.confidence),
+        confidence=context.confidence,
+        passed=passed,
+        outcome="passed" if passed else "failed",
+        examples=fuzzed,
+        details=details,
+        statement=statement,
+    )
+
+
+def _first_failure(params: FuzzCheck, row: dict[str, Any]) -> str:
+    under = strategies.describe_all(
+        [Perturbation(p["kind"], p["params"]) for p in row["perturbations"]]
+    )
+    clean = f"{row['clean_prediction']} (p={row['clean_confidence']:.2f})"
+    perturbed = f"{row['perturbed_prediction']} (p={row['perturbed_confidence']:.2f})"
+    who = f"input {row['index']} (label {row['label']})"
+    return f"{who} goes from {clean} to {perturbed} under {under}"
+
+
+def fuzz(
+    model: nn.Module,
+    data: Any,
+    *,
+    perturbations: list[dict[str, Any]],
+    property: str | None = None,
+    max_confidence_drop: float | None = None,
+    inputs: int | None = None,
+    indices: list[int] | None = None,
+    max_examples: int = 200,
+    database: str | Literal[False] | None = None,
+    **options: Any,
+) -> CheckResult:
+    """Fuzz `model` on `data` with hypothesis: the property must hold for every perturbation.
+
+    >>> result = fuzz(model, (x, y), perturbations=[{"kind": "brightness", "max": 0.3}],
+    ...               property="label_invariant", inputs=20)  # doctest: +SKIP
+    >>> assert result, result.message                          # doctest: +SKIP
+    """
+    from robustness_checks.api import run_check  # the API imports the registry, which imports us
+
+    return run_check(
+        "fuzz",
+        model,
+        data,
+        perturbations=perturbations,
+        property=property,
+        max_confidence_drop=max_confidence_drop,
+        inputs=inputs,
+        indices=indices,
+        max_examples=max_examples,
+        database=database,
+        **options,
+    )
+
+
+CHECK = CheckType(
+    name="fuzz",
+    params=FuzzCheck,
+    run=run_fuzz,
+    summary="a property (label unchanged, bounded confidence drop) holds under every perturbation "
+    "hypothesis finds within a budget; failures are shrunk",
+)

@@ -1,0 +1,181 @@
+"""The `noise` check: P(misclassified under Gaussian noise) per input, estimated to a relative
+error, at most a bound."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from robustness_checks.checks.base import CheckType
+from robustness_checks.context import CheckContext
+from robustness_checks.errors import RobustnessError
+from robustness_checks.results import CheckResult, format_number
+from robustness_checks.spec.schema import CheckSpec
+
+
+class NoiseCheck(CheckSpec):
+    """Parameters of a `noise` check."""
+
+    type: Literal["noise"]
+    sigma: Annotated[float, Field(gt=0.0, description="noise standard deviation (raw inputs)")]
+    estimator: Literal["importance", "splitting", "mc"] = "splitting"
+    relative_error: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    inputs: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="first N correctly classified examples (default 10)"
+    )
+    indices: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
+    max_evaluations: Annotated[int, Field(ge=100, description="budget per input")] = 20000
+    max_probability: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    clip: bool = Field(False, description="clip noisy inputs to the spec's bounds")
+    batch_size: Annotated[int, Field(ge=1)] = 1024
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> NoiseCheck:
+        if self.inputs is not None and self.indices is not None:
+            raise ValueError("give inputs (first N correctly classified) or indices, not both")
+        return self
+
+
+def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
+    """Estimate each selected input's failure probability and apply the decision rule."""
+    from robustness_checks.failure_probability import estimate_failure_probability
+
+    chosen = _select(context, params)
+    rows = []
+    for index in chosen:
+        x = context.examples.x[index].to(context.device)
+        label = int(context.examples.y[index])
+        estimate = estimate_failure_probability(
+            context.model,
+            x,
+            label,
+            sigma=params.sigma,
+            estimator=params.estimator,
+            relative_error=params.relative_error,
+            max_evaluations=params.max_evaluations,
+            confidence=context.confidence,
+            bounds=context.bounds if params.clip else None,
+            batch_size=params.batch_size,
+            generator=context.generator("noise", index),
+        )
+        rows.append(_row(index, label, estimate, params.max_probability))
+    return _decide(context, params, rows)
+
+
+def _select(context: CheckContext, params: NoiseCheck) -> list[int]:
+    count = len(context.examples)
+    if params.indices is not None:
+        outside = [i for i in params.indices if i >= count]
+        if outside:
+            raise RobustnessError(f"indices {outside} are outside the {count} examples")
+        return list(params.indices)
+    wanted = params.inputs or 10
+    chosen: list[int] = []
+    with torch.no_grad():
+        for part, x, y in context.examples.batches(context.device):
+            right = (context.model(x).argmax(dim=1) == y).nonzero().flatten().cpu()
+            chosen += [part.start + int(i) for i in right[: wanted - len(chosen)]]
+            if len(chosen) >= wanted:
+                break
+    if not chosen:
+        raise RobustnessError("the model classifies none of the examples correctly")
+    return chosen
+
+
+def _row(index: int, label: int, estimate: Any, bound: float | None) -> dict[str, Any]:
+    low, high = estimate.ci
+    if bound is None:
+        outcome = "measured"
+    elif (estimate.converged and estimate.probability <= bound) or high <= bound:
+        outcome = "within"
+    elif (estimate.converged and estimate.probability > bound) or low > bound:
+        outcome = "over"
+    else:
+        outcome = "inconclusive"
+    return {
+        "index": index,
+        "label": label,
+        "probability": estimate.probability,
+        "log10_probability": estimate.log10_probability,
+        "relative_error": estimate.relative_error,
+        "ci": [low, high],
+        "evaluations": estimate.evaluations,
+        "ess": estimate.ess,
+        "converged": estimate.converged,
+        "outcome": outcome,
+        "history": estimate.history,
+    }
+
+
+def _describe(row: dict[str, Any], level: str) -> str:
+    low, high = row["ci"]
+    return (
+        f"input {row['index']}: p = {format_number(row['probability'])} ({level} CI "
+        f"{format_number(low)} to {format_number(high)}, relative error "
+        f"{format_number(row['relative_error'])} after {row['evaluations']:,} evaluations)"
+    )
+
+
+def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]]) -> CheckResult:
+    level = f"{100 * context.confidence:g}%"
+    over = [r for r in rows if r["outcome"] == "over"]
+    unsure = [r for r in rows if r["outcome"] == "inconclusive"]
+    worst = max(rows, key=lambda r: (r["probability"], r["ci"][1]))
+    setting = f"sigma {format_number(params.sigma)}, {params.estimator}"
+    bound = params.max_probability
+    if bound is None:
+        statement = f"largest {_describe(worst, level)} [{setting}]"
+    elif over:
+        first = max(over, key=lambda r: r["probability"])
+        statement = (
+            f"{_describe(first, level)} is over max_probability {format_number(bound)} "
+            f"[{setting}]; {len(over)} of {len(rows)} inputs over the bound, "
+            f"{len(unsure)} inconclusive"
+        )
+    elif unsure:
+        first = unsure[0]
+        statement = (
+            f"{_describe(first, level)} is inconclusive: the budget of "
+            f"{params.max_evaluations:,} evaluations per input neither reached relative "
+            f"error {format_number(params.relative_error)} nor put the interval below "
+            f"max_probability {format_number(bound)} [{setting}]; {len(unsure)} of "
+            f"{len(rows)} inputs inconclusive"
+        )
+    else:
+        statement = (
+            f"all {len(rows)} inputs within max_probability {format_number(bound)}; "
+            f"largest {_describe(worst, level)} [{setting}]"
+        )
+    passed = not over and not unsure
+    return CheckResult(
+        check=params.name,
+        type=params.type,
+        metric="probability",
+        value=float(worst["probability"]),
+        comparison=None if bound is None else "<=",
+        threshold=bound,
+        ci=(float(worst["ci"][0]), float(worst["ci"][1])),
+        confidence=context.confidence,
+        passed=passed,
+        outcome="passed" if passed else "failed",
+        examples=len(rows),
+        statement=statement,
+        details={
+            "sigma": params.sigma,
+            "estimator": params.estimator,
+            "relative_error_target": params.relative_error,
+            "decision_rule": "an input passes when its estimate reached the relative-error target "
+            "and is at most the bound, or when its upper confidence limit is at most the bound",
+            "inputs": rows,
+        },
+    )
+
+
+CHECK = CheckType(
+    name="noise",
+    params=NoiseCheck,
+    run=run_noise,
+    summary="P(misclassified under Gaussian noise), by importance sampling, splitting or MC",
+)

@@ -1,0 +1,95 @@
+"""Classification margin of a model under standardized Gaussian noise, batched and chunked."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+# Elements of the model input per forward pass: keeps memory bounded for large inputs.
+MAX_CHUNK_ELEMENTS = 1 << 24
+
+
+class MarginOracle:
+    """Evaluates margin(u) = z_label - max_{j != label} z_j at x + sigma * u, counting passes.
+
+    Noise is handled in standardized units u ~ N(0, I) flattened to (n, dim). A draw fails when
+    the margin is <= 0, i.e. when the label is not the unique top logit (a tie counts as a
+    failure). Non-finite margins count as failures too. With `bounds`, the noisy input is clipped
+    to them before the model sees it.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        label: int,
+        sigma: float,
+        *,
+        bounds: tuple[float, float] | None = None,
+        batch_size: int = 1024,
+        max_chunk_elements: int = MAX_CHUNK_ELEMENTS,
+    ) -> None:
+        self.model = model
+        self.x = x.detach()
+        self.shape = tuple(x.shape)
+        self.dim = x.numel()
+        self.label = int(label)
+        self.sigma = float(sigma)
+        self.bounds = bounds
+        self.chunk = max(1, min(int(batch_size), max_chunk_elements // max(1, self.dim)))
+        self.evaluations = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype if self.x.is_floating_point() else torch.float32
+
+    def chunk_sizes(self, count: int) -> list[int]:
+        """Sizes of the forward passes that `count` draws are split into."""
+        full, rest = divmod(int(count), self.chunk)
+        return [self.chunk] * full + ([rest] if rest else [])
+
+    def _inputs(self, noise: Tensor) -> Tensor:
+        inputs = self.x + self.sigma * noise.reshape(-1, *self.shape)
+        if self.bounds is not None:
+            inputs = inputs.clamp(self.bounds[0], self.bounds[1])
+        return inputs
+
+    def _margin(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        if logits.dim() != 2 or not 0 <= self.label < logits.shape[1]:
+            raise ValueError(
+                f"the model must return logits of shape (batch, classes) with label "
+                f"{self.label} among the classes; got shape {tuple(logits.shape)}"
+            )
+        own = logits[:, self.label]
+        others = logits.clone()
+        others[:, self.label] = -torch.inf
+        best, winner = others.max(dim=1)
+        margin = torch.nan_to_num((own - best).float(), nan=-torch.inf)
+        return margin, winner
+
+    def evaluate(self, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """Margins (n,) float32 and the strongest other class (n,) for noise of shape (n, dim)."""
+        margins, winners = [], []
+        with torch.no_grad():
+            for chunk in noise.split(self.chunk):
+                margin, winner = self._margin(self.model(self._inputs(chunk)))
+                margins.append(margin)
+                winners.append(winner)
+        self.evaluations += noise.shape[0]
+        return torch.cat(margins), torch.cat(winners)
+
+    def gradients(self, noise: Tensor) -> Tensor:
+        """Gradients (n, dim) of the margin with respect to the standardized noise."""
+        grads = []
+        for chunk in noise.split(self.chunk):
+            with torch.enable_grad():
+                u = chunk.detach().clone().requires_grad_(True)
+                margin, _ = self._margin(self.model(self._inputs(u)))
+                (grad,) = torch.autograd.grad(margin.clamp(min=-1e30).sum(), u)
+            grads.append(grad.detach())
+        self.evaluations += noise.shape[0]
+        return torch.cat(grads)

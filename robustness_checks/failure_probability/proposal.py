@@ -1,0 +1,228 @@
+"""Defensive Gaussian-mixture proposal in a failure-informed subspace, for importance sampling."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from robustness_checks.failure_probability.margin import MarginOracle
+
+
+@dataclass
+class SubspaceMixture:
+    """q(u) = alpha N(0, I) + (1 - alpha) sum_k pi_k q_k(u) on standardized noise u.
+
+    Component k is N(mean_k, cov_k) on the r coordinates y = basis^T u and N(0, I) on the
+    orthogonal complement, so the density ratio to N(0, I) depends on y alone: it stays
+    well-behaved in high dimension (noise in a d-dimensional shift would multiply the weights'
+    second moment by about exp(d / samples)), and the nominal share alpha bounds every weight
+    by 1 / alpha.
+    """
+
+    basis: Tensor  # (dim, r), orthonormal columns
+    means: Tensor  # (K, r) float64
+    chols: Tensor  # (K, r, r) float64, lower Cholesky factors of the covariances
+    weights: Tensor  # (K,) float64, summing to 1
+    alpha: float
+    classes: list[int]
+
+    @property
+    def dim(self) -> int:
+        return self.basis.shape[0]
+
+    @property
+    def rank(self) -> int:
+        return self.basis.shape[1]
+
+    def _log_shares(self) -> Tensor:
+        alpha = self.weights.new_tensor([self.alpha])
+        return torch.cat([alpha, (1 - self.alpha) * self.weights]).log()
+
+    def sample(self, count: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """`count` draws (count, dim) and their log weights log N(0, I) - log q (float64)."""
+        device, dtype = self.basis.device, self.basis.dtype
+        component = torch.multinomial(
+            self._log_shares().exp(), count, replacement=True, generator=generator
+        )
+        noise = torch.randn((count, self.dim), generator=generator, device=device, dtype=dtype)
+        # Row 0 of each table is the nominal component: zero mean, identity covariance.
+        eye = torch.eye(self.rank, dtype=torch.float64, device=device)[None]
+        means = torch.cat([self.means.new_zeros(1, self.rank), self.means])[component]
+        chols = torch.cat([eye, self.chols])[component]
+        inside = noise @ self.basis
+        moved = means + (chols @ inside.double()[:, :, None])[:, :, 0]
+        noise = noise + (moved.to(dtype) - inside) @ self.basis.T
+        return noise, self.log_weight_at(moved)
+
+    def project(self, noise: Tensor) -> Tensor:
+        """Subspace coordinates y = basis^T u of draws (n, dim), as float64."""
+        return (noise @ self.basis).double()
+
+    def log_weight(self, noise: Tensor) -> Tensor:
+        """log N(u; 0, I) - log q(u) in float64, in log space (never under- or overflows)."""
+        return self.log_weight_at(self.project(noise))
+
+    def log_weight_at(self, y: Tensor) -> Tensor:
+        """The log weight from subspace coordinates (n, r) alone."""
+        centred = (y[None, :, :] - self.means[:, None, :]).transpose(1, 2)
+        solved = torch.linalg.solve_triangular(self.chols, centred, upper=False)
+        log_det = torch.diagonal(self.chols, dim1=1, dim2=2).log().sum(dim=1)
+        log_ratio = -log_det[:, None] - 0.5 * (solved * solved).sum(dim=1) + 0.5 * (y * y).sum(1)
+        shares = self._log_shares()
+        nominal = shares[:1, None].expand(1, y.shape[0])
+        return -torch.logsumexp(torch.cat([nominal, shares[1:, None] + log_ratio]), dim=0)
+
+    def summary(self) -> dict[str, Any]:
+        """Numbers that describe the fitted proposal, for reports."""
+        variances = torch.linalg.eigvalsh(self.chols @ self.chols.transpose(1, 2))
+        return {
+            "alpha": self.alpha,
+            "rank": self.rank,
+            "components": [
+                {
+                    "class": cls,
+                    "weight": float(self.weights[k]),
+                    "shift": float(self.means[k].norm()),
+                    "variance_range": [float(variances[k].min()), float(variances[k].max())],
+                }
+                for k, cls in enumerate(self.classes)
+            ],
+        }
+
+
+def _directions(grads: Tensor, energy: float, rank: int) -> Tensor:
+    """Leading right singular vectors (rows) of normalized gradients holding `energy`."""
+    norms = grads.norm(dim=1)
+    usable = (norms > 0) & norms.isfinite()
+    if not bool(usable.any()):
+        return grads.new_zeros(0, grads.shape[1])
+    _, singular, vh = torch.linalg.svd(grads[usable] / norms[usable, None], full_matrices=False)
+    share = (singular**2).cumsum(0) / (singular**2).sum()
+    return vh[: min(rank, int((share < energy).sum()) + 1)]
+
+
+def competing_classes(margins: Tensor, winners: Tensor, min_cluster: int) -> list[int]:
+    """Classes that win at a failing sample, or are runner-up at `min_cluster` or more samples."""
+    size = int(winners.max()) + 1
+    fail_counts = torch.bincount(winners[margins <= 0], minlength=size)
+    all_counts = torch.bincount(winners, minlength=size)
+    return ((fail_counts > 0) | (all_counts >= min_cluster)).nonzero().flatten().tolist()
+
+
+def fit_proposal(
+    oracle: MarginOracle,
+    samples: Tensor,
+    margins: Tensor,
+    winners: Tensor,
+    *,
+    alpha: float,
+    gradients: int = 200,
+    energy: float = 0.9,
+    class_rank: int = 3,
+    max_rank: int = 12,
+    min_cluster: int = 10,
+    **options: Any,
+) -> tuple[SubspaceMixture, dict[str, Any]]:
+    """Fit the mixture to the last level of splitting runs (approximately N(0, I) near failure).
+
+    The subspace is the span of each competing class's leading normalized margin gradients at
+    its members (see `fit_components`): the failure-informed subspace of Uribe et al. (2021),
+    taken per class so that a rare failure mode keeps its direction; at most `max_rank`
+    directions, from at most `gradients` gradient evaluations.
+    """
+    members = _members(margins, winners, min_cluster)
+    # A class needs at most `class_rank` directions: a few dozen gradients resolve them.
+    per_class = max(2, min(50, gradients // max(1, len(members))))
+    blocks, used = [], 0
+    for own in members.values():
+        picks = torch.linspace(0, own.numel() - 1, min(per_class, own.numel())).round().long()
+        grads = oracle.gradients(samples[own[picks.to(own.device)]]).double()
+        used += picks.numel()
+        blocks.append(_directions(grads, energy, class_rank))
+    stacked = torch.cat(blocks)
+    if stacked.shape[0] == 0:
+        # No usable gradient (flat or non-differentiable model): the mean failure direction.
+        stacked = samples[margins <= 0].double().mean(dim=0, keepdim=True)
+    _, singular, vh = torch.linalg.svd(stacked, full_matrices=False)
+    keep = min(max_rank, oracle.dim, int((singular > 1e-6 * singular[0]).sum()))
+    basis = vh[:keep].T.contiguous().to(samples.dtype)
+    y = (samples @ basis).double()
+    proposal = fit_components(
+        y, margins, winners, basis, alpha=alpha, min_cluster=min_cluster, **options
+    )
+    return proposal, {"gradients": used}
+
+
+def _members(margins: Tensor, winners: Tensor, min_cluster: int) -> dict[int, Tensor]:
+    """Indices fitted for each competing class: its failures, or its nearest samples."""
+    failing = margins <= 0
+    fail_counts = torch.bincount(winners[failing], minlength=int(winners.max()) + 1)
+    members = {}
+    for cls in competing_classes(margins, winners, min_cluster):
+        own = (winners == cls).nonzero().flatten()
+        if int(fail_counts[cls]) < min_cluster:
+            own = own[torch.argsort(margins[own], stable=True)[:min_cluster]]
+        else:
+            own = own[failing[own]]
+        members[cls] = own
+    return members
+
+
+def fit_components(
+    y: Tensor,
+    margins: Tensor,
+    winners: Tensor,
+    basis: Tensor,
+    *,
+    alpha: float,
+    log_weights: Tensor | None = None,
+    min_cluster: int = 10,
+    min_share: float = 0.05,
+    inflate: float = 1.2,
+    min_variance: float = 0.6,
+) -> SubspaceMixture:
+    """One Gaussian per competing class on subspace coordinates y (n, r) of weighted samples.
+
+    Competing classes win at a failing sample or are runner-up at `min_cluster` or more
+    samples. A class's members are its failing samples or, with fewer than `min_cluster`, its
+    `min_cluster` samples of smallest margin. Its component has their (weighted) mean and
+    covariance (inflated by `inflate`, eigenvalues floored at `min_variance`, because below 1/2
+    the second moment of the weights diverges; the identity with too few members) and a
+    mixture weight equal to its (weighted) share of the failures, at least `min_share`.
+    `log_weights` are importance weights of the samples (None: equal, as for splitting).
+    """
+    failing = margins <= 0
+    if log_weights is None:
+        log_weights = torch.zeros(y.shape[0], dtype=torch.float64, device=y.device)
+    weight = (log_weights - log_weights[failing].max()).exp().masked_fill(~failing, 0.0)
+    members = _members(margins, winners, min_cluster)
+    rank = basis.shape[1]
+    eye = torch.eye(rank, dtype=torch.float64, device=y.device)
+    means, chols = [], []
+    for own in members.values():
+        part = y[own]
+        share = weight[own] if bool(weight[own].sum() > 0) else torch.ones_like(weight[own])
+        share = share / share.sum()
+        mean = share @ part
+        means.append(mean)
+        cov = eye
+        effective = 1 / float((share**2).sum())
+        if effective > rank + 1:
+            centred = part - mean
+            cov = (share[:, None] * centred).T @ centred / (1 - 1 / effective)
+            values, vectors = torch.linalg.eigh(inflate * cov)
+            cov = (vectors * values.clamp(min=min_variance)) @ vectors.T
+        chols.append(torch.linalg.cholesky(cov))
+    shares = torch.stack([weight[own].sum() for own in members.values()]) / weight.sum()
+    weights = shares.clamp(min=min_share)
+    return SubspaceMixture(
+        basis=basis,
+        means=torch.stack(means),
+        chols=torch.stack(chols),
+        weights=weights / weights.sum(),
+        alpha=alpha,
+        classes=list(members),
+    )

@@ -1,0 +1,123 @@
+"""The result of a noise estimate, and the interval helpers shared by the estimators."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from scipy import stats
+
+
+@dataclass
+class NoiseEstimate:
+    """P(argmax model(x + delta) != label), delta ~ N(0, sigma^2 I), with its uncertainty.
+
+    `probability` is 0.0 only when no failure was observed; `log10_probability` is then -inf
+    and otherwise finite, however small p is. `relative_error` is the estimated relative
+    standard error of `probability` (inf without a failure). `ci` is a two-sided interval at
+    `confidence`. `evaluations` counts every model forward pass over a single input, those
+    spent building a proposal included. `ess` is Kong's effective sample size of the failing
+    importance-sampling draws (None for the other estimators). `history` holds one point per
+    sequential batch or run: evaluations, probability, ci_low, ci_high, relative_error.
+    """
+
+    estimator: str
+    probability: float
+    log10_probability: float
+    relative_error: float
+    ci: tuple[float, float]
+    confidence: float
+    evaluations: int
+    ess: float | None
+    converged: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def z_value(confidence: float) -> float:
+    """Two-sided standard-normal quantile for `confidence`."""
+    return float(stats.norm.ppf(0.5 + confidence / 2))
+
+
+def lognormal_interval(
+    log_p: float, relative_error: float, confidence: float
+) -> tuple[float, float]:
+    """Interval p * exp(+-z * s), s^2 = log(1 + RE^2): a log-normal model of the estimate.
+
+    Positive, and wider above than below, as the skewed distributions of splitting and
+    importance-sampling estimates are. The upper limit is capped at 1.
+    """
+    if not math.isfinite(relative_error):
+        return 0.0, 1.0
+    spread = z_value(confidence) * math.sqrt(math.log1p(relative_error**2))
+    return math.exp(log_p - spread), min(1.0, math.exp(log_p + spread))
+
+
+def clopper_pearson(failures: int, trials: int, confidence: float) -> tuple[float, float]:
+    """Exact two-sided binomial interval (scipy's binomtest); (0, 1) without trials."""
+    if trials <= 0:
+        return 0.0, 1.0
+    ci = stats.binomtest(failures, trials).proportion_ci(
+        confidence_level=confidence, method="exact"
+    )
+    return float(ci.low), float(ci.high)
+
+
+def history_point(
+    evaluations: int, log_p: float, relative_error: float, ci: tuple[float, float]
+) -> dict[str, Any]:
+    """One point of a convergence trace."""
+    return {
+        "evaluations": int(evaluations),
+        "probability": math.exp(log_p) if math.isfinite(log_p) else 0.0,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+        "relative_error": relative_error,
+    }
+
+
+def no_failure(
+    estimator: str,
+    *,
+    upper: float,
+    confidence: float,
+    evaluations: int,
+    history: list[dict[str, Any]],
+    details: dict[str, Any],
+) -> NoiseEstimate:
+    """The result when no failure was observed: p = 0 and an upper bound only."""
+    return NoiseEstimate(
+        estimator=estimator,
+        probability=0.0,
+        log10_probability=-math.inf,
+        relative_error=math.inf,
+        ci=(0.0, upper),
+        confidence=confidence,
+        evaluations=evaluations,
+        ess=0.0 if estimator == "importance" else None,
+        converged=False,
+        history=history,
+        details=details,
+    )
+
+
+def from_log(
+    estimator: str,
+    log_p: float,
+    relative_error: float,
+    ci: tuple[float, float],
+    *,
+    target: float,
+    **fields: Any,
+) -> NoiseEstimate:
+    """A result from a natural-log probability; converged when RE reached `target`."""
+    return NoiseEstimate(
+        estimator=estimator,
+        probability=math.exp(log_p),
+        log10_probability=log_p / math.log(10),
+        relative_error=relative_error,
+        ci=ci,
+        converged=relative_error <= target,
+        **fields,
+    )

@@ -1,0 +1,84 @@
+"""The `noise` check's decision rule on affine models with closed-form probabilities."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy import stats
+
+import robustness_checks
+
+
+def affine(distance: float, dim: int = 32) -> tuple[torch.nn.Module, torch.Tensor, float]:
+    """A 2-class affine model, one input at `distance` (in sigma units) from the boundary."""
+    model = torch.nn.Linear(dim, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.zero_()
+        model.weight[0, 0] = 1.0
+        model.weight[1, 0] = -1.0
+    x = torch.zeros(1, dim)
+    x[0, 0] = distance * 0.1  # margin 2 x0, sigma ||w0 - w1|| = 2 sigma: p = Phi(-x0 / sigma)
+    truth = float(stats.norm.sf(distance))
+    return model, x, truth
+
+
+@pytest.mark.parametrize("estimator", ["importance", "splitting"])
+def test_small_probability_within_the_bound_passes(estimator: str) -> None:
+    model, x, truth = affine(4.75)  # p about 1e-6
+    result = robustness_checks.noise(
+        model,
+        (x, torch.zeros(1, dtype=torch.long)),
+        sigma=0.1,
+        estimator=estimator,
+        max_probability=1e-4,
+        bounds=None,
+        max_evaluations=20000,
+    )
+    assert result, result.message
+    row = result.details["inputs"][0]
+    assert row["ci"][0] <= truth <= row["ci"][1]
+    assert row["outcome"] == "within"
+    assert result.message.startswith("all 1 inputs within max_probability 0.0001")
+    assert result.evaluations >= row["evaluations"]
+
+
+def test_probability_over_the_bound_fails_and_says_so() -> None:
+    model, x, truth = affine(2.0)  # p about 0.023
+    result = robustness_checks.noise(
+        model,
+        (x, torch.zeros(1, dtype=torch.long)),
+        sigma=0.1,
+        estimator="mc",
+        max_probability=1e-3,
+        bounds=None,
+    )
+    assert not result
+    assert "is over max_probability 0.001" in result.message
+    assert result.value == pytest.approx(truth, rel=0.3)
+
+
+def test_budget_too_small_is_inconclusive() -> None:
+    model, x, _ = affine(3.0)  # p about 1.3e-3, next to the bound
+    result = robustness_checks.noise(
+        model,
+        (x, torch.zeros(1, dtype=torch.long)),
+        sigma=0.1,
+        estimator="mc",
+        max_probability=1.5e-3,
+        bounds=None,
+        max_evaluations=200,
+    )
+    assert not result
+    assert result.details["inputs"][0]["outcome"] == "inconclusive"
+    assert "is inconclusive: the budget of 200 evaluations" in result.message
+
+
+def test_inputs_are_the_first_correctly_classified() -> None:
+    model, x, _ = affine(3.0)
+    data = (torch.cat([-x, x, x]), torch.zeros(3, dtype=torch.long))  # the first one is wrong
+    result = robustness_checks.noise(
+        model, data, sigma=0.1, estimator="mc", inputs=2, bounds=None, max_evaluations=500
+    )
+    assert [row["index"] for row in result.details["inputs"]] == [1, 2]
+    assert result.comparison is None and result.passed
