@@ -56,55 +56,44 @@ def run_selective(context: CheckContext, params: SelectiveCheck) -> CheckResult:
         "e_aurc": ranking.e_aurc(uncertainty, correct),
         "risk_coverage": {"coverage": curve["x"], "risk": curve["y"]},
     }
-    rng = context.numpy_rng("bootstrap")
     if params.coverage is not None:
         details["coverage"] = params.coverage
         details["accuracy_at_coverage"] = ranking.selective_accuracy(
             uncertainty, correct, params.coverage
         )
     if params.min_accuracy is not None:
-        coverage_level = params.coverage
-        assert coverage_level is not None
-        ci = bootstrap_interval(
-            lambda u, c: ranking.batch_selective_accuracy(u, c.astype(bool), coverage_level),
-            [uncertainty, correct.astype(np.float64)],
-            confidence=context.confidence,
-            rng=rng,
-            resamples=params.bootstrap,
+        level = params.coverage
+        assert level is not None
+        metric, bound_name, bound = (
+            "accuracy_at_coverage",
+            "min_accuracy",
+            {"minimum": params.min_accuracy},
         )
-        result = bounded_result(
-            context,
-            params,
-            metric="accuracy_at_coverage",
-            value=details["accuracy_at_coverage"],
-            ci=ci,
-            minimum=params.min_accuracy,
-            examples=len(correct),
-            details=details,
-        )
-        kept = format_number(coverage_level)
-        result.condition = f"keeping the {kept} most certain by {params.score}"
-        result.bound_name = "min_accuracy"
-        return result
+        statistic = lambda u, c: ranking.batch_selective_accuracy(u, c.astype(bool), level)  # noqa: E731
+        condition = f"keeping the {format_number(level)} most certain by {params.score}"
+    else:
+        metric, bound_name, bound = "aurc", "max_aurc", {"maximum": params.max_aurc}
+        statistic = lambda u, c: ranking.batch_aurc(u, c.astype(bool))  # noqa: E731
+        condition = f"ranking by {params.score}"
     ci = bootstrap_interval(
-        lambda u, c: ranking.batch_aurc(u, c.astype(bool)),
+        statistic,
         [uncertainty, correct.astype(np.float64)],
         confidence=context.confidence,
-        rng=rng,
+        rng=context.numpy_rng("bootstrap"),
         resamples=params.bootstrap,
     )
     result = bounded_result(
         context,
         params,
-        metric="aurc",
-        value=details["aurc"],
+        metric=metric,
+        value=details[metric],
         ci=ci,
-        maximum=params.max_aurc,
         examples=len(correct),
         details=details,
+        **bound,
     )
-    result.condition = f"ranking by {params.score}"
-    result.bound_name = "max_aurc"
+    result.condition = condition
+    result.bound_name = bound_name
     return result
 
 
