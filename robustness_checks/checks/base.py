@@ -32,6 +32,8 @@ def bounded_result(
     minimum: float | None = None,
     examples: int = 0,
     details: dict[str, Any] | None = None,
+    condition: str | None = None,
+    bound_name: str | None = None,
 ) -> CheckResult:
     """A result that passes when the point estimate is within the given max or min bound."""
     comparison: Comparison | None = None
@@ -54,4 +56,6 @@ def bounded_result(
         outcome="passed" if passed else "failed",
         examples=examples,
         details=details or {},
+        condition=condition,
+        bound_name=bound_name,
     )

@@ -7,8 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from robustness_checks.checks.base import CheckType, bounded_result
-from robustness_checks.checks.scored import Probability, ScoredCheck
-from robustness_checks.checks.scoring import scores_and_predictions
+from robustness_checks.checks.scored import Probability, ScoredCheck, score_examples
 from robustness_checks.checks.separation import separation
 from robustness_checks.context import CheckContext
 from robustness_checks.errors import RobustnessError
@@ -25,14 +24,7 @@ class FailurePredictionCheck(ScoredCheck):
 
 def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck) -> CheckResult:
     """Errors are the positives; the score should rank them above correct predictions."""
-    scores, predictions = scores_and_predictions(
-        context,
-        context.examples,
-        params.score,
-        params.uncertainty,
-        params.score_options(),
-        "failure",
-    )
+    scores, predictions = score_examples(context, params, context.examples, "failure")
     wrong = (predictions != context.examples.y).numpy()
     if wrong.all() or not wrong.any():
         kind = "no errors" if not wrong.any() else "only errors"
@@ -47,7 +39,7 @@ def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck
     details["aupr_error"] = details.pop("aupr")
     details["error_rate"] = float(wrong.mean())
     details["score"] = params.score
-    result = bounded_result(
+    return bounded_result(
         context,
         params,
         metric=params.metric,
@@ -56,9 +48,8 @@ def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck
         minimum=params.min,
         examples=len(wrong),
         details=details,
+        condition=f"of {params.score} for the {int(wrong.sum())} errors",
     )
-    result.condition = f"of {params.score} for the {int(wrong.sum())} errors"
-    return result
 
 
 CHECK = CheckType(

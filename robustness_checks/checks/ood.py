@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from robustness_checks.checks.base import CheckType, bounded_result
-from robustness_checks.checks.scored import Probability, ScoredCheck
-from robustness_checks.checks.scoring import ScoreName, scores_and_predictions
+from robustness_checks.checks.scored import Probability, ScoredCheck, score_examples
+from robustness_checks.checks.scoring import ScoreName
 from robustness_checks.checks.separation import separation
 from robustness_checks.context import CheckContext
 from robustness_checks.errors import RobustnessError
@@ -40,18 +40,13 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
     ood_examples = context.extra_data.get("ood_data")
     if ood_examples is None:
         raise RobustnessError("the ood check needs ood_data: the out-of-distribution inputs")
-    options = params.score_options()
-    negative, _ = scores_and_predictions(
-        context, context.examples, params.score, params.uncertainty, options, "id"
-    )
-    positive, _ = scores_and_predictions(
-        context, ood_examples, params.score, params.uncertainty, options, "ood"
-    )
+    negative, _ = score_examples(context, params, context.examples, "id")
+    positive, _ = score_examples(context, params, ood_examples, "ood")
     value, ci, details = separation(
         context, params.metric, negative.numpy(), positive.numpy(), params.bootstrap
     )
     details["score"] = params.score
-    result = bounded_result(
+    return bounded_result(
         context,
         params,
         metric=params.metric,
@@ -61,11 +56,9 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
         minimum=params.min,
         examples=len(negative) + len(positive),
         details=details,
+        condition=f"of {params.score} for {len(positive)} OOD against {len(negative)} "
+        "in-distribution inputs",
     )
-    result.condition = (
-        f"of {params.score} for {len(positive)} OOD against {len(negative)} in-distribution inputs"
-    )
-    return result
 
 
 CHECK = CheckType(

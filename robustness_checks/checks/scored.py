@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
+import torch
 from pydantic import Field
 
-from robustness_checks.checks.scoring import ScoreName, ScoreOptions, UncertaintySpec
+from robustness_checks.checks.scoring import (
+    ScoreName,
+    ScoreOptions,
+    UncertaintySpec,
+    scores_and_predictions,
+)
+from robustness_checks.context import CheckContext
+from robustness_checks.examples import Examples
 from robustness_checks.spec.schema import CheckSpec
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -37,6 +45,10 @@ def thinned(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> dict[st
     return {"x": [float(v) for v in x], "y": [float(v) for v in y]}
 
 
-def bound_fields(params: Any) -> tuple[float | None, float | None]:
-    """(maximum, minimum) bound of a check with `max`/`min` fields."""
-    return getattr(params, "max", None), getattr(params, "min", None)
+def score_examples(
+    context: CheckContext, params: ScoredCheck, examples: Examples, key: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scores, predictions) of `examples` with the check's score and uncertainty settings."""
+    return scores_and_predictions(
+        context, examples, params.score, params.uncertainty, params.score_options(), key
+    )

@@ -8,8 +8,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from robustness_checks.checks.base import CheckType, bounded_result
-from robustness_checks.checks.scored import Probability, ScoredCheck, thinned
-from robustness_checks.checks.scoring import scores_and_predictions
+from robustness_checks.checks.scored import Probability, ScoredCheck, score_examples, thinned
 from robustness_checks.context import CheckContext
 from robustness_checks.metrics import ranking
 from robustness_checks.results import CheckResult, format_number
@@ -37,14 +36,7 @@ class SelectiveCheck(ScoredCheck):
 
 def run_selective(context: CheckContext, params: SelectiveCheck) -> CheckResult:
     """Rank inputs by the score, abstain on the most uncertain, measure the kept accuracy."""
-    scores, predictions = scores_and_predictions(
-        context,
-        context.examples,
-        params.score,
-        params.uncertainty,
-        params.score_options(),
-        "selective",
-    )
+    scores, predictions = score_examples(context, params, context.examples, "selective")
     uncertainty = scores.numpy()
     correct = (predictions == context.examples.y).numpy()
     coverage, risk = ranking.risk_coverage_curve(uncertainty, correct)
@@ -82,7 +74,7 @@ def run_selective(context: CheckContext, params: SelectiveCheck) -> CheckResult:
         rng=context.numpy_rng("bootstrap"),
         resamples=params.bootstrap,
     )
-    result = bounded_result(
+    return bounded_result(
         context,
         params,
         metric=metric,
@@ -90,11 +82,10 @@ def run_selective(context: CheckContext, params: SelectiveCheck) -> CheckResult:
         ci=ci,
         examples=len(correct),
         details=details,
+        condition=condition,
+        bound_name=bound_name,
         **bound,
     )
-    result.condition = condition
-    result.bound_name = bound_name
-    return result
 
 
 CHECK = CheckType(
