@@ -146,6 +146,9 @@ def test_noise_estimator_cost(benchmark, case: Case, estimator: str) -> None:
         for e, r in zip(evaluations, results, strict=True)
     )
     mean_ratio = statistics.fmean(r.probability for r in results) / case.p
+    # Observed spread of the estimates against the relative error they report.
+    spread = statistics.stdev(r.probability for r in results) / (mean_ratio * case.p)
+    reported = statistics.median(r.relative_error for r in results)
     info = {
         "p": case.p,
         "seeds": SEEDS,
@@ -157,6 +160,8 @@ def test_noise_estimator_cost(benchmark, case: Case, estimator: str) -> None:
         "covers_truth": covers,
         "overlaps_truth_ci": overlaps,
         "mean_estimate_over_truth": mean_ratio,
+        "spread": spread,
+        "relative_error_median": reported,
         "relative_errors": [round(r.relative_error, 4) for r in results],
         "estimates": [r.probability for r in results],
     }
@@ -165,6 +170,7 @@ def test_noise_estimator_cost(benchmark, case: Case, estimator: str) -> None:
         f"{estimator:10s} evaluations median {info['evaluations_median']:>9,.0f} "
         f"max {info['evaluations_max']:>9,} ratio to MC {info['ratio_to_mc_need']:.2e} "
         f"converged {converged}/{SEEDS} within target {within}/{SEEDS} "
-        f"covers {covers}/{SEEDS} overlaps {overlaps}/{SEEDS} mean/truth {mean_ratio:.3f}"
+        f"covers {covers}/{SEEDS} overlaps {overlaps}/{SEEDS} mean/truth {mean_ratio:.3f} "
+        f"spread {spread:.3f} reported RE {reported:.3f}"
     )
     assert math.isfinite(mean_ratio)

@@ -27,6 +27,7 @@ _EXPORTS = {
     "LoadError": "robustness_checks.errors",
     "ModelOutputError": "robustness_checks.errors",
     "RobustnessError": "robustness_checks.errors",
+    "RobustnessWarning": "robustness_checks.errors",
     "SpecError": "robustness_checks.errors",
     "load_spec": "robustness_checks.spec.parse",
 }
@@ -39,6 +40,7 @@ __all__ = [
     "LoadError",
     "ModelOutputError",
     "RobustnessError",
+    "RobustnessWarning",
     "SpecError",
     "__version__",
     "adversarial",
@@ -67,7 +69,13 @@ if TYPE_CHECKING:
         selective,
     )
     from robustness_checks.checks.fuzz import fuzz
-    from robustness_checks.errors import LoadError, ModelOutputError, RobustnessError, SpecError
+    from robustness_checks.errors import (
+        LoadError,
+        ModelOutputError,
+        RobustnessError,
+        RobustnessWarning,
+        SpecError,
+    )
     from robustness_checks.examples import Examples, as_examples
     from robustness_checks.registry import CHECK_TYPES
     from robustness_checks.release import compare_accuracy

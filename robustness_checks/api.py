@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -12,7 +12,7 @@ from robustness_checks.examples import as_examples
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.registry import check_type
 from robustness_checks.results import CheckResult
-from robustness_checks.runner import execute
+from robustness_checks.runner import emit_warnings, execute
 
 
 def run_check(
@@ -27,6 +27,8 @@ def run_check(
     bounds: tuple[float, float] | None = (0.0, 1.0),
     batch_size: int = 256,
     ensemble: list[nn.Module] | None = None,
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32",
+    channels_last: bool | Literal["auto"] = "auto",
     **params: Any,
 ) -> CheckResult:
     """Run a check of `type` on `model` (raw inputs in, logits out) and `data`.
@@ -34,6 +36,7 @@ def run_check(
     `data` is an (x, y) pair, a torch Dataset or a DataLoader; `params` are the check's YAML
     fields, except that a data field such as `ood_data` takes data in any of those forms (or a
     tensor of inputs alone). The model is moved to `device` (auto by default) and put in eval mode.
+    `precision` and `channels_last` are the spec's top-level fields of the same names.
     """
     entry = check_type(type)
     check_name = name or type
@@ -52,8 +55,12 @@ def run_check(
         bounds=bounds,
         ensemble=ensemble,
         extra_data=extra_data,
+        precision=precision,
+        channels_last=channels_last,
     )
-    return execute(context, spec)
+    result = execute(context, spec)
+    emit_warnings(result)
+    return result
 
 
 def calibration(

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from robustness_checks.batching import AdaptiveBatches
+from robustness_checks.counter_random import ExampleStream
+from robustness_checks.distributed import World, agree_on_failure, current_world, gather_batches
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.examples import Examples
-from robustness_checks.seeding import numpy_generator, torch_generator
+from robustness_checks.seeding import derive_seed, numpy_generator, torch_generator
 
 
 class EvaluationCounter:
@@ -20,17 +25,46 @@ class EvaluationCounter:
         self.count = 0
 
 
-class Counted(nn.Module):
-    """Wraps a model so every forward pass adds its batch size to a shared counter."""
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+Precision = Literal["fp32", "bf16", "fp16"]
 
-    def __init__(self, model: nn.Module, counter: EvaluationCounter):
+
+class Counted(nn.Module):
+    """Wraps a model: counts every forward pass into a shared counter and sets its numerics.
+
+    With `precision` bf16 or fp16 the forward pass runs under autocast; logits come back as
+    float32 either way, so every decision statistic is computed in float32 or float64. With
+    `channels_last`, 4-d inputs are handed to the model in that memory format.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        counter: EvaluationCounter,
+        *,
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+    ):
         super().__init__()
         self.model = model
         self.counter = counter
+        self.autocast_dtype = PRECISIONS[precision]
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.counter.count += int(x.shape[0])
-        return self.model(x)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is None:
+            return self.model(x)
+        with torch.autocast(x.device.type, dtype=self.autocast_dtype):
+            logits = self.model(x)
+        return logits.float()
+
+
+def wants_channels_last(setting: bool | Literal["auto"], device: torch.device) -> bool:
+    """`auto` uses channels_last on CUDA, where convolutions run fastest in it."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
 @dataclass
@@ -47,6 +81,9 @@ class CheckContext:
     ensemble: list[nn.Module] = field(default_factory=list)
     counter: EvaluationCounter = field(default_factory=EvaluationCounter)
     extra_data: dict[str, Examples] = field(default_factory=dict)  # e.g. ood_data
+    warnings: list[str] = field(default_factory=list)  # reach the result's warnings
+    world: World = field(default_factory=current_world)
+    batch_sizes: dict[int, AdaptiveBatches] = field(default_factory=dict)
 
     @classmethod
     def create(
@@ -61,20 +98,29 @@ class CheckContext:
         bounds: tuple[float, float] | None = (0.0, 1.0),
         ensemble: list[nn.Module] | None = None,
         extra_data: dict[str, Examples] | None = None,
+        precision: Precision = "fp32",
+        channels_last: bool | Literal["auto"] = "auto",
     ) -> CheckContext:
-        """A context whose model and ensemble members are moved to `device`, put in eval mode
-        and counted."""
+        """A context whose model and ensemble members are moved to `device`, put in eval mode,
+        counted and given the `precision` and memory format."""
         counter = EvaluationCounter()
-        members = [Counted(member.to(device).eval(), counter) for member in ensemble or []]
+        last = wants_channels_last(channels_last, device)
+
+        def prepare(module: nn.Module) -> Counted:
+            module = module.to(device).eval()
+            if last:
+                module = module.to(memory_format=torch.channels_last)
+            return Counted(module, counter, precision=precision, channels_last=last)
+
         return cls(
-            model=Counted(model.to(device).eval(), counter),
+            model=prepare(model),
             examples=examples,
             device=device,
             check_name=check_name,
             seed=seed,
             confidence=confidence,
             bounds=bounds,
-            ensemble=members,
+            ensemble=[prepare(member) for member in ensemble or []],
             counter=counter,
             extra_data=dict(extra_data or {}),
         )
@@ -91,12 +137,58 @@ class CheckContext:
         """A numpy generator seeded from (seed, check name, *keys)."""
         return numpy_generator(self.seed, self.check_name, *keys)
 
-    @torch.inference_mode()
-    def logits(self) -> torch.Tensor:
+    def example_stream(self, name: str, indices: torch.Tensor) -> ExampleStream:
+        """Per-example random draws for examples `indices`, seeded from (seed, check, name)."""
+        key = derive_seed(self.seed, self.check_name, name)
+        return ExampleStream(key, indices.to(self.device))
+
+    def map_examples(
+        self,
+        work: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]],
+        examples: Examples | None = None,
+    ) -> dict[str, Any]:
+        """work(indices, x, y) over batches of every example, joined in example order.
+
+        `work` gets a batch's example indices (on the CPU), and its inputs and labels on the
+        device, and returns a dict of tensors (concatenated along their first dimension) and
+        lists. Under
+        torch.distributed each process works through its own block of examples and every
+        process gets everything back. A batch that runs out of memory is retried in halves.
+        If any process fails, every process raises, so none waits for the others forever.
+        """
+        examples = self.examples if examples is None else examples
+        batches = self.batch_sizes.setdefault(
+            id(examples), AdaptiveBatches(examples.batch_size, f"check {self.check_name!r}")
+        )
+
+        def run(positions: range) -> dict[str, Any]:
+            part = slice(positions.start, positions.stop)
+            indices = torch.arange(positions.start, positions.stop)
+            return work(
+                indices,
+                examples.x[part].to(self.device, non_blocking=True),
+                examples.y[part].to(self.device, non_blocking=True),
+            )
+
+        outputs: list[dict[str, Any]] = []
+        failure: Exception | None = None
+        try:
+            outputs = batches.run(self.world.shard(len(examples)), run)
+        except Exception as error:
+            failure = error
+        agree_on_failure(failure, self.world)
+        return gather_batches(outputs, self.world)
+
+    def logits(self, examples: Examples | None = None) -> torch.Tensor:
         """Logits of the model on every example, gathered on the CPU as float32."""
-        parts = [self.model(x).float() for _, x, _ in self.examples.batches(self.device)]
-        logits = torch.cat(parts).cpu()
-        check_logits(logits, len(self.examples))
+        examples = self.examples if examples is None else examples
+
+        @torch.inference_mode()
+        def work(_: torch.Tensor, x: torch.Tensor, __: torch.Tensor) -> dict[str, Any]:
+            return {"logits": self.model(x).float()}
+
+        logits = self.map_examples(work, examples)["logits"]
+        check_logits(logits, len(examples))
         return logits
 
 

@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from robustness_checks.seeding import derive_seed
+
 _GOLDEN = 0x9E3779B97F4A7C15
 _MUL_1 = 0xBF58476D1CE4E5B9
 _MUL_2 = 0x94D049BB133111EB
@@ -65,3 +67,37 @@ def normal(
     angle = 2.0 * math.pi * draws[:, 1]
     values = torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
     return values[:, :count].reshape(len(indices), *shape).to(dtype)
+
+
+class ExampleStream:
+    """Random draws for a batch of examples, each row a pure function of (key, example index).
+
+    A drop-in for a torch.Generator where draws have one row per example (attack random starts):
+    the values do not depend on batch size or on how examples are split across processes.
+    Each call advances the stream, so successive draws (restarts) differ.
+    """
+
+    def __init__(self, key: int, indices: torch.Tensor) -> None:
+        self.key = int(key)
+        self.indices = indices.long()
+        self.draws = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.indices.device
+
+    def _next_key(self, shape: tuple[int, ...]) -> int:
+        if shape[0] != len(self.indices):
+            raise ValueError(
+                f"a draw of shape {shape} needs one row per example ({len(self.indices)})"
+            )
+        self.draws += 1
+        return derive_seed(self.key, self.draws)
+
+    def uniform(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """Uniform [0, 1) values of `shape`, row i belonging to example indices[i]."""
+        return uniform(self._next_key(shape), self.indices, tuple(shape[1:]), dtype)
+
+    def normal(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """Standard normal values of `shape`, row i belonging to example indices[i]."""
+        return normal(self._next_key(shape), self.indices, tuple(shape[1:]), dtype)

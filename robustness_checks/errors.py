@@ -48,3 +48,9 @@ class LoadError(RobustnessError):
 
 class ModelOutputError(RobustnessError):
     """The model returned something a classifier should not (NaN, wrong shape)."""
+
+
+class RobustnessWarning(UserWarning):
+    """Something that makes a measurement doubtful without stopping it: a model that returns
+    probabilities instead of logits, gradients that are zero (gradient masking), a device
+    fallback. The check still runs; the warning is kept in its result (`CheckResult.warnings`)."""

@@ -102,16 +102,17 @@ def _correct(context: CheckContext, attack: dict[str, Any] | None) -> torch.Tens
 
     options = dict(attack)
     eps = options.pop("eps")
-    parts = []
-    for part, x, y in context.examples.batches(context.device):
+
+    def attack(indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         result = run_attack(
             context.model,
             x,
             y,
             eps=eps,
             bounds=context.bounds,
-            generator=context.generator("attack", part.start),
+            generator=context.example_stream("attack", indices),
             **options,
         )
-        parts.append(((result.predictions[-1] == y) & (result.clean_predictions == y)).cpu())
-    return torch.cat(parts)
+        return {"correct": (result.predictions[-1] == y) & (result.clean_predictions == y)}
+
+    return context.map_examples(attack)["correct"]

@@ -39,6 +39,7 @@ class CheckResult:
     condition: str | None = None  # e.g. "under PGD-Linf eps=0.1", shown in the message
     bound_name: str | None = None  # the spec field of the bound, e.g. "max_drop"
     statement: str | None = None  # replaces the generic "metric = value ..." wording
+    warnings: list[str] = field(default_factory=list)  # doubts about the measurement (faults)
 
     @property
     def statistic(self) -> float:
@@ -79,6 +80,8 @@ class CheckResult:
 
     def __repr__(self) -> str:
         status = "passed" if self.passed else self.outcome
+        if self.warnings:
+            status += f" with {len(self.warnings)} warning{'s' if len(self.warnings) > 1 else ''}"
         return f"<CheckResult {self.check!r} {status}: {self.message}>"
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 from robustness_checks.context import CheckContext
+from robustness_checks.diagnostics import findings_warnings, watching
+from robustness_checks.distributed import gather_objects, total
+from robustness_checks.errors import RobustnessWarning
 from robustness_checks.registry import check_type
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
@@ -17,10 +21,24 @@ def execute(context: CheckContext, params: CheckSpec) -> CheckResult:
         context.confidence = params.confidence
     before = context.evaluations
     start = time.perf_counter()
-    result = entry.run(context, params)
+    with watching([context.model, *context.ensemble]) as diagnostics:
+        result = entry.run(context, params)
+    findings = gather_objects([diagnostics.findings()], context.world)
+    summed = {key: sum(found[key] for found in findings) for key in findings[0]}
+    result.warnings = list(
+        dict.fromkeys([*result.warnings, *context.warnings, *findings_warnings(summed)])
+    )
     result.seconds = time.perf_counter() - start
-    result.evaluations = context.evaluations - before
+    # Under torch.distributed every process counts its own share.
+    result.evaluations = total(context.evaluations - before, context.world)
     return result
+
+
+def emit_warnings(result: CheckResult) -> None:
+    """Each of the result's warnings as a `RobustnessWarning` naming the check (pytest lists them
+    in its warnings summary). Call it after the result is recorded: with `-W error` it raises."""
+    for message in result.warnings:
+        warnings.warn(f"check {result.check!r}: {message}", RobustnessWarning, stacklevel=3)
 
 
 def error_result(

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from robustness_checks.context import CheckContext
+from robustness_checks.distributed import local_device
 from robustness_checks.examples import Examples
 from robustness_checks.loading.data import build_data
-from robustness_checks.loading.device import resolve_device
+from robustness_checks.loading.device import choose_device
 from robustness_checks.loading.models import build_ensemble, build_model
 from robustness_checks.spec.parse import SpecDocument
 from robustness_checks.spec.schema import CheckSpec, DataSpec
@@ -26,6 +27,7 @@ class SpecRuntime:
     examples: Examples
     device: torch.device
     seed: int
+    warnings: list[str] = field(default_factory=list)  # e.g. a device fallback, for every check
     _extra: dict[str, Examples] = field(default_factory=dict)
     _fingerprints: dict[str, str] = field(default_factory=dict)
 
@@ -35,16 +37,20 @@ class SpecRuntime:
     ) -> SpecRuntime:
         """Load model, ensemble and data; `device` and `seed` override the spec's."""
         spec = document.spec
-        target = resolve_device(device or spec.device)
+        source = "--robustness-device" if device else "device"
+        target, note = choose_device(device or spec.device, field=source)
+        if target.type == "cuda" and (own_gpu := local_device()) is not None:
+            target = own_gpu  # one GPU per process under torchrun
         model = build_model(spec.model, document.base_dir).to(target)
         ensemble = [member.to(target) for member in build_ensemble(spec.model, document.base_dir)]
         examples = build_data(spec.data, document.base_dir)
-        return cls(document, model, ensemble, examples, target, spec.seed if seed is None else seed)
+        seed = spec.seed if seed is None else seed
+        return cls(document, model, ensemble, examples, target, seed, [note] if note else [])
 
     def context(self, check: CheckSpec) -> CheckContext:
         """A fresh context (own evaluation counter, own seeds) for one check."""
         spec = self.document.spec
-        return CheckContext.create(
+        context = CheckContext.create(
             self.model,
             self.examples,
             self.device,
@@ -54,7 +60,11 @@ class SpecRuntime:
             bounds=spec.bounds,
             ensemble=self.ensemble,
             extra_data=self.extra_data(check),
+            precision=spec.precision,
+            channels_last=spec.channels_last,
         )
+        context.warnings.extend(self.warnings)
+        return context
 
     def fingerprints(self) -> dict[str, str]:
         """sha256 of the model's (and ensemble's) weights and of the data, computed once."""

@@ -9,8 +9,6 @@ from typing import Any
 import torch
 from hypothesis import strategies as st
 from torch import Tensor
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as tvf
 
 Bounds = tuple[float, float] | None
 Params = dict[str, float | int]
@@ -271,6 +269,11 @@ def _fill(p: Params, bounds: Bounds) -> float:
 
 
 def _translate(x: Tensor, p: Params, bounds: Bounds) -> Tensor:
+    # torchvision is imported where it is used: importing it costs seconds (torch._dynamo),
+    # which every spec parse and collection would otherwise pay.
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
     return tvf.affine(
         x,
         angle=0.0,
@@ -283,6 +286,9 @@ def _translate(x: Tensor, p: Params, bounds: Bounds) -> Tensor:
 
 
 def _rotate(x: Tensor, p: Params, bounds: Bounds) -> Tensor:
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
     return tvf.rotate(
         x, float(p["angle"]), interpolation=InterpolationMode.BILINEAR, fill=_fill(p, bounds)
     )

@@ -21,6 +21,7 @@ from torch import nn
 from robustness_checks.demo.model import DigitsCNN, digits_cnn
 from robustness_checks.errors import LoadError, SpecError
 from robustness_checks.examples import Examples
+from robustness_checks.loading import device as device_module
 from robustness_checks.loading.data import build_data, read_tensors_file
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.loading.factory import import_callable
@@ -711,6 +712,7 @@ def test_mps_without_mps() -> None:
 def test_cuda_index_beyond_device_count(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(device_module, "cuda_problem", lambda index: None)  # a working GPU
     assert resolve_device("auto") == torch.device("cuda")
     assert resolve_device("cuda:0") == torch.device("cuda:0")
     with pytest.raises(LoadError, match=r"device 'cuda:3' does not exist: .* 1 CUDA device"):

@@ -17,12 +17,14 @@ from robustness_checks.attacks.pgd import pgd
 from robustness_checks.attacks.regions import (
     Bounds,
     NormName,
+    RandomSource,
     parse_norm,
     unit_direction,
     unit_noise,
 )
 from robustness_checks.attacks.result import AttackResult
 from robustness_checks.attacks.single_shot import single_shot
+from robustness_checks.counter_random import ExampleStream
 from robustness_checks.errors import ModelOutputError
 
 AttackMethod = Literal["fgsm", "pgd", "uniform", "gaussian"]
@@ -49,7 +51,7 @@ def run_attack(
     early_stop: bool = False,
     targeted: int | Literal["least_likely"] | Tensor | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
-    generator: torch.Generator | None = None,
+    generator: RandomSource = None,
     max_batch: int | None = None,
 ) -> AttackResult:
     """Attack `model` on raw inputs `x` with labels `y` at every eps, in one batched run.
@@ -74,8 +76,10 @@ def run_attack(
     succeeds when the prediction equals it.
     early_stop: stop attacking an (eps, example) row as soon as it succeeds (its first
     adversarial point is kept), and skip rows already successful in later restarts or draws.
-    generator: random source on x's device (None: torch's global one). Draws are made per
-    example, not per eps, so a list of eps gives the same points as separate calls.
+    generator: random source on x's device (None: torch's global one), or an ExampleStream whose
+    draws depend on each example's index alone (then results do not depend on the batch).
+    Draws are made per example, not per eps, so a list of eps gives the same points as
+    separate calls.
     max_batch: most rows (eps x example pairs) evaluated in one batch; default: as many rows as
     hold 2**22 input elements, but at least len(x).
     The model runs in eval mode for the call (its flags are restored afterwards); gradients come
@@ -101,6 +105,10 @@ def run_attack(
         raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
     if generator is not None and generator.device != x.device:
         raise ValueError(f"generator is on {generator.device}, x is on {x.device}")
+    if isinstance(generator, ExampleStream) and len(generator.indices) != x.shape[0]:
+        raise ValueError(
+            f"the ExampleStream has {len(generator.indices)} indices for {x.shape[0]} examples"
+        )
 
     with eval_mode(model), torch.inference_mode(False):
         x = x.clone() if x.is_inference() else x.detach()
@@ -170,11 +178,13 @@ def run_attack(
         targets=None if targeted is None else labels,
         forward_passes=ev.forward_passes,
         backward_passes=ev.backward_passes,
+        zero_gradients=ev.zero_gradients,
+        gradient_examples=ev.gradient_examples,
     )
 
 
 def _draws(
-    kind: str, norm: NormName, x: Tensor, restarts: int, generator: torch.Generator | None
+    kind: str, norm: NormName, x: Tensor, restarts: int, generator: RandomSource
 ) -> Iterator[Tensor]:
     """`restarts` unit perturbations, drawn lazily so early stop never changes the random stream."""
     for _ in range(restarts):

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustness_checks.diagnostics import report_zero_gradients, zero_gradient_rows
 from robustness_checks.errors import ModelOutputError
 
 
@@ -29,13 +30,21 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 class Evaluator:
-    """Runs the model on raw inputs; counts forward and backward passes over single inputs."""
+    """Runs the model on raw inputs; counts forward and backward passes over single inputs.
+
+    At the first input gradient it also counts the examples whose gradient is zero or not
+    finite (`zero_gradients`, a device count, among `gradient_examples`): the sign of gradient
+    masking. The first forward pass is the clean batch, so its size is the number of examples.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.forward_passes = 0
         self.backward_passes = 0
         self.classes: int | None = None
+        self.examples: int | None = None
+        self.zero_gradients: Tensor | None = None
+        self.gradient_examples = 0
 
     def __call__(self, x: Tensor) -> Tensor:
         """Logits of `x`; differentiable when `x` requires grad."""
@@ -48,6 +57,7 @@ class Evaluator:
             )
         if self.classes is None:
             self.classes = logits.shape[1]
+            self.examples = x.shape[0]
         self.forward_passes += x.shape[0]
         return logits
 
@@ -56,6 +66,13 @@ class Evaluator:
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(loss.sum(), x)
         self.backward_passes += x.shape[0]
+        if self.zero_gradients is None:
+            # The first step's rows start with every example once (eps-major rows); one
+            # reduction, kept on the device.
+            first = grad[: self.examples or grad.shape[0]]
+            self.zero_gradients = zero_gradient_rows(first).sum()
+            self.gradient_examples = first.shape[0]
+            report_zero_gradients(self.zero_gradients, self.gradient_examples)
         return grad
 
 

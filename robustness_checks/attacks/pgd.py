@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from robustness_checks.attacks.candidates import Candidates
 from robustness_checks.attacks.evaluation import Evaluator, Objective
 from robustness_checks.attacks.layout import Rows
-from robustness_checks.attacks.regions import Region, unit_noise
+from robustness_checks.attacks.regions import RandomSource, Region, unit_noise
 
 
 def pgd(
@@ -21,7 +20,7 @@ def pgd(
     restarts: int,
     random_start: bool,
     early_stop: bool,
-    generator: torch.Generator | None,
+    generator: RandomSource,
 ) -> None:
     """Run `restarts` PGD runs of `steps` steps; `best` keeps the worst case per row over all."""
     for _ in range(restarts):

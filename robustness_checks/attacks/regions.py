@@ -8,8 +8,11 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
+from robustness_checks.counter_random import ExampleStream
+
 NormName = Literal["inf", "2"]
 Bounds = tuple[float, float] | None
+RandomSource = torch.Generator | ExampleStream | None
 
 
 def parse_norm(norm: object) -> NormName:
@@ -43,7 +46,7 @@ def unit_noise(
     norm: NormName,
     shape: tuple[int, ...],
     *,
-    generator: torch.Generator | None,
+    generator: RandomSource,
     device: torch.device,
     dtype: torch.dtype,
 ) -> Tensor:
@@ -53,21 +56,38 @@ def unit_noise(
     (sigma = eps before clipping); for '2', N(0, 1/d) so that the expected squared norm is 1,
     then scaled back onto the unit ball where its norm exceeds 1.
     """
-    opts = {"generator": generator, "device": device, "dtype": dtype}
+    draw = _Draws(generator, device, dtype)
     dims = math.prod(shape[1:])
     if kind == "uniform" and norm == "inf":
-        return torch.rand(shape, **opts).mul_(2).sub_(1)
+        return draw.uniform(shape).mul_(2).sub_(1)
     if kind == "uniform":
-        direction = torch.randn(shape, **opts)
-        radius = torch.rand(shape[0], **opts).pow_(1.0 / dims)
+        direction = draw.normal(shape)
+        radius = draw.uniform(shape[:1]).pow_(1.0 / dims)
         scale = radius / _row_norms(direction).clamp_min(torch.finfo(dtype).tiny)
         return direction.mul_(_per_row(scale, len(shape)))
-    noise = torch.randn(shape, **opts)
+    noise = draw.normal(shape)
     if norm == "inf":
         return noise.clamp_(-1.0, 1.0)
     noise.div_(math.sqrt(dims))
     scale = _row_norms(noise).clamp_min(1.0).reciprocal_()
     return noise.mul_(_per_row(scale, len(shape)))
+
+
+class _Draws:
+    """Uniform and normal draws from a torch.Generator (or the global one) or an ExampleStream."""
+
+    def __init__(self, source: RandomSource, device: torch.device, dtype: torch.dtype) -> None:
+        self.source, self.device, self.dtype = source, device, dtype
+
+    def uniform(self, shape: tuple[int, ...]) -> Tensor:
+        if isinstance(self.source, ExampleStream):
+            return self.source.uniform(shape, self.dtype)
+        return torch.rand(shape, generator=self.source, device=self.device, dtype=self.dtype)
+
+    def normal(self, shape: tuple[int, ...]) -> Tensor:
+        if isinstance(self.source, ExampleStream):
+            return self.source.normal(shape, self.dtype)
+        return torch.randn(shape, generator=self.source, device=self.device, dtype=self.dtype)
 
 
 def unit_direction(grad: Tensor, norm: NormName) -> Tensor:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from robustness_checks.diagnostics import report_nonfinite_points
+
 
 @dataclass(repr=False)
 class AttackResult:
@@ -18,6 +20,11 @@ class AttackResult:
     to the target when targeted). `success` means misclassified (untargeted) or predicted as the
     target (targeted). `forward_passes` counts forward passes over single inputs, clean pass
     included; `backward_passes` counts input-gradient computations likewise.
+    `zero_gradients` (a 0-dim count, None for attacks without gradients) counts the examples
+    whose input gradient was zero or not finite at the first gradient step, among
+    `gradient_examples`: many of them mean gradient masking, and an attack that cannot move
+    them overestimates robustness. `nonfinite` (0-dim) counts the kept points whose logits are
+    NaN or infinite: their predictions mean nothing.
     """
 
     method: str
@@ -31,7 +38,10 @@ class AttackResult:
     targets: Tensor | None
     forward_passes: int
     backward_passes: int
+    zero_gradients: Tensor | None = None
+    gradient_examples: int = 0
     predictions: Tensor = field(init=False)
+    nonfinite: Tensor = field(init=False)
     confidences: Tensor = field(init=False)
     clean_predictions: Tensor = field(init=False)
 
@@ -40,6 +50,7 @@ class AttackResult:
         probabilities = torch.softmax(self.logits, dim=-1, dtype=dtype)
         self.confidences, self.predictions = probabilities.max(dim=-1)
         self.clean_predictions = self.clean_logits.argmax(dim=-1)
+        self.nonfinite = report_nonfinite_points(self.logits)
 
     def accuracy(self, y: Tensor) -> Tensor:
         """Accuracy at the adversarial points, per eps: (len(eps),)."""

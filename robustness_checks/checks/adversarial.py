@@ -57,11 +57,11 @@ class AdversarialCheck(CheckSpec):
 
 @dataclass
 class _Tally:
-    """Additive counts over batches: clean and robust correct per eps, and kept failures."""
+    """Counts over all examples: clean and robust correct per eps, and attack passes."""
 
     examples: int
-    clean_correct: torch.Tensor
-    robust_correct: torch.Tensor
+    clean_correct: int
+    robust_correct: list[int]
     forward_passes: int = 0
     backward_passes: int = 0
 
@@ -72,29 +72,41 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
 
     eps = params.attack.eps_list()
     _check_inside_bounds(context)
-    tally = _Tally(0, torch.zeros((), dtype=torch.long), torch.zeros(len(eps), dtype=torch.long))
-    failures: list[dict[str, Any]] = []
-    for part, x, y in context.examples.batches(context.device):
+    wanted = params.failing_examples
+
+    def attack(indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         result = run_attack(
             context.model,
             x,
             y,
             eps=eps,
             bounds=context.bounds,
-            generator=context.generator("attack", part.start),
+            generator=context.example_stream("attack", indices),
             **params.attack.run_options(),
         )
         clean = result.clean_predictions == y
         robust = (result.predictions == y) & clean
-        tally.examples += len(y)
-        tally.clean_correct += clean.sum().cpu()
-        tally.robust_correct += robust.sum(dim=1).cpu()
-        tally.forward_passes += result.forward_passes
-        tally.backward_passes += result.backward_passes
-        if len(failures) < params.failing_examples:
-            failures += _failures(
-                result, x, y, clean, robust, part.start, params.failing_examples - len(failures)
-            )
+        found = _failure_candidates(result, x, clean, robust, wanted)
+        return {
+            "clean": clean,
+            "robust": robust.T,  # (examples, eps)
+            **{f"failure_{key}": value for key, value in found.items()},
+            "failure_start": indices[:1].expand(len(found["fooled"])),
+            "passes": [(result.forward_passes, result.backward_passes)],
+        }
+
+    out = context.map_examples(attack)
+    tally = _Tally(
+        examples=len(out["clean"]),
+        clean_correct=int(out["clean"].sum()),
+        robust_correct=out["robust"].sum(dim=0).tolist(),
+        forward_passes=sum(forward for forward, _ in out["passes"]),
+        backward_passes=sum(backward for _, backward in out["passes"]),
+    )
+    found = {key[8:]: value for key, value in out.items() if key.startswith("failure_")}
+    failures = _failure_rows(
+        found, found.pop("start"), context.examples.y, eps[-1], params.attack.norm, wanted
+    )
     return _decide(context, params, eps, tally, failures)
 
 
@@ -111,37 +123,56 @@ def _check_inside_bounds(context: CheckContext) -> None:
         )
 
 
-def _failures(
-    result: Any,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    clean: torch.Tensor,
-    robust: torch.Tensor,
-    offset: int,
+def _failure_candidates(
+    result: Any, x: torch.Tensor, clean: torch.Tensor, robust: torch.Tensor, limit: int
+) -> dict[str, torch.Tensor]:
+    """The batch's first `limit` examples fooled at the largest eps, as fixed-size tensors.
+
+    Chosen on the device without reading anything back to the host; rows whose `fooled` is
+    False are filler for batches with fewer fooled examples.
+    """
+    fooled = clean & ~robust[-1]
+    first = torch.argsort((~fooled).to(torch.uint8), stable=True)[:limit]
+    return {
+        "fooled": fooled[first],
+        "position": first,
+        "x": x[first],
+        "adversarial": result.adversarial[-1, first],
+        "clean_probabilities": result.clean_logits[first].softmax(dim=1),
+        "probabilities": result.logits[-1, first].softmax(dim=1),
+    }
+
+
+def _failure_rows(
+    found: dict[str, torch.Tensor],
+    starts: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    norm: str,
     limit: int,
 ) -> list[dict[str, Any]]:
-    """Up to `limit` examples that were right on clean input and fooled at the largest eps."""
-    fooled = (clean & ~robust[-1]).nonzero().flatten()[:limit].tolist()
-    clean_probabilities = result.clean_logits.softmax(dim=1)
+    """Report rows of the first `limit` fooled examples (right on clean input, wrong at eps)."""
     rows = []
-    for i in fooled:
-        adversarial = result.adversarial[-1, i]
-        perturbation = adversarial - x[i]
+    for k in found["fooled"].nonzero().flatten()[:limit].tolist():
+        x, adversarial = found["x"][k], found["adversarial"][k]
+        index = int(starts[k] + found["position"][k])
+        perturbation = adversarial - x
+        clean, attacked = found["clean_probabilities"][k], found["probabilities"][k]
         row = {
-            "index": offset + i,
-            "label": int(y[i]),
-            "eps": result.eps[-1],
-            "clean_prediction": int(result.clean_predictions[i]),
-            "clean_confidence": float(clean_probabilities[i].max()),
-            "adversarial_prediction": int(result.predictions[-1, i]),
-            "adversarial_confidence": float(result.confidences[-1, i]),
+            "index": index,
+            "label": int(labels[index]),
+            "eps": eps,
+            "clean_prediction": int(clean.argmax()),
+            "clean_confidence": float(clean.max()),
+            "adversarial_prediction": int(attacked.argmax()),
+            "adversarial_confidence": float(attacked.max()),
             "perturbation_norm": float(
-                perturbation.flatten().norm(p=float("inf") if result.norm == "inf" else 2)
+                perturbation.flatten().norm(p=float("inf") if norm == "inf" else 2)
             ),
         }
-        if x[i].numel() <= SMALL_INPUT:
-            row["shape"] = list(x[i].shape)
-            row["input"] = [round(v, 5) for v in x[i].flatten().tolist()]
+        if x.numel() <= SMALL_INPUT:
+            row["shape"] = list(x.shape)
+            row["input"] = [round(v, 5) for v in x.flatten().tolist()]
             row["perturbation"] = [round(v, 5) for v in perturbation.flatten().tolist()]
         rows.append(row)
     return rows
@@ -155,8 +186,8 @@ def _decide(
     failures: list[dict[str, Any]],
 ) -> CheckResult:
     n = tally.examples
-    clean = int(tally.clean_correct)
-    robust = [int(v) for v in tally.robust_correct]
+    clean = tally.clean_correct
+    robust = tally.robust_correct
     level = context.confidence
     rows = []
     for e, correct, max_drop, min_accuracy in zip(

@@ -49,29 +49,31 @@ def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> Check
     from robustness_checks.uncertainty import MEASURES
 
     measure = MEASURES[params.metric]
-    per_batch, right_batch = [], []
-    for part, x, y in context.examples.batches(context.device):
+
+    def perturb_and_measure(
+        indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         attacked = run_attack(
             context.model,
             x,
             y,
             eps=list(params.eps),
             bounds=context.bounds,
-            generator=context.generator("attack", part.start),
+            generator=context.example_stream("attack", indices),
             **params.attack.run_options(),
         )
         values, correct = [], []
         for index in range(len(params.eps)):
             samples = probabilities(
-                context, attacked.adversarial[index], params.uncertainty, (part.start, index)
+                context, attacked.adversarial[index], params.uncertainty, (int(indices[0]), index)
             )
             values.append(measure(samples).double())
             correct.append(samples.mean(dim=0).argmax(dim=1) == y)
-        per_batch.append(torch.stack(values, dim=1).cpu())
-        right_batch.append(torch.stack(correct, dim=1).cpu())
-    values = torch.cat(per_batch).numpy()  # (inputs, eps)
-    correct = torch.cat(right_batch).numpy()
-    return _decide(context, params, values, correct)
+        return {"values": torch.stack(values, dim=1), "correct": torch.stack(correct, dim=1)}
+
+    out = context.map_examples(perturb_and_measure)
+    # (inputs, eps) each
+    return _decide(context, params, out["values"].numpy(), out["correct"].numpy())
 
 
 def _decide(

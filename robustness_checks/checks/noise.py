@@ -10,7 +10,9 @@ from pydantic import Field, model_validator
 
 from robustness_checks.checks.base import CheckType
 from robustness_checks.context import CheckContext
+from robustness_checks.distributed import agree_on_failure, gather_objects
 from robustness_checks.errors import RobustnessError
+from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import CheckSpec
 
@@ -20,7 +22,7 @@ class NoiseCheck(CheckSpec):
 
     type: Literal["noise"]
     sigma: Annotated[float, Field(gt=0.0, description="noise standard deviation (raw inputs)")]
-    estimator: Literal["importance", "splitting", "mc"] = "splitting"
+    estimator: Literal["importance", "splitting", "mc"] = DEFAULT_ESTIMATOR
     relative_error: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     inputs: Annotated[int, Field(ge=1)] | None = Field(
         None, description="first N correctly classified examples (default 10)"
@@ -43,25 +45,31 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
     from robustness_checks.failure_probability import estimate_failure_probability
 
     chosen = _select(context, params)
-    rows = []
-    for index in chosen:
-        x = context.examples.x[index].to(context.device)
-        label = int(context.examples.y[index])
-        estimate = estimate_failure_probability(
-            context.model,
-            x,
-            label,
-            sigma=params.sigma,
-            estimator=params.estimator,
-            relative_error=params.relative_error,
-            max_evaluations=params.max_evaluations,
-            confidence=context.confidence,
-            bounds=context.bounds if params.clip else None,
-            batch_size=params.batch_size,
-            generator=context.generator("noise", index),
-        )
-        rows.append(_row(index, label, estimate, params.max_probability))
-    return _decide(context, params, rows)
+    world = context.world
+    rows, failure = [], None
+    try:
+        # Each process estimates its own block of inputs; every input has its own generator,
+        # so the estimates are those of a single process.
+        for index in [chosen[i] for i in world.shard(len(chosen))]:
+            label = int(context.examples.y[index])
+            estimate = estimate_failure_probability(
+                context.model,
+                context.examples.x[index].to(context.device),
+                label,
+                sigma=params.sigma,
+                estimator=params.estimator,
+                relative_error=params.relative_error,
+                max_evaluations=params.max_evaluations,
+                confidence=context.confidence,
+                bounds=context.bounds if params.clip else None,
+                batch_size=params.batch_size,
+                generator=context.generator("noise", index),
+            )
+            rows.append(_row(index, label, estimate, params.max_probability))
+    except Exception as error:
+        failure = error
+    agree_on_failure(failure, world)
+    return _decide(context, params, gather_objects(rows, world))
 
 
 def _select(context: CheckContext, params: NoiseCheck) -> list[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field
@@ -85,8 +85,7 @@ def scores_and_predictions(
     from robustness_checks import scores as score_functions
     from robustness_checks.uncertainty import MEASURES
 
-    all_scores, all_predictions = [], []
-    for part, x, _ in examples.batches(context.device):
+    def score_batch(indices: torch.Tensor, x: torch.Tensor, _: torch.Tensor) -> dict[str, Any]:
         if score in ("energy", "odin"):
             logits = _logits(context, x)
             predictions = logits.argmax(dim=1)
@@ -101,7 +100,7 @@ def scores_and_predictions(
                     bounds=context.bounds,
                 )
         else:
-            samples = probabilities(context, x, uncertainty, (key, part.start))
+            samples = probabilities(context, x, uncertainty, (key, int(indices[0])))
             predictions = samples.mean(dim=0).argmax(dim=1)
             if score in ("msp", "confidence"):
                 values = 1.0 - MEASURES["confidence"](samples)
@@ -109,15 +108,16 @@ def scores_and_predictions(
                 values = MEASURES["predictive_entropy"](samples)
             else:
                 values = MEASURES[score](samples)
-        all_scores.append(values.double())
-        all_predictions.append(predictions)
-    scores = torch.cat(all_scores).cpu()
+        return {"scores": values.double(), "predictions": predictions}
+
+    out = context.map_examples(score_batch, examples)
+    scores = out["scores"]
     if not bool(torch.isfinite(scores).all()):
         raise RobustnessError(
             f"the {score} score is NaN or infinite for some inputs; check "
             "that the model returns finite logits"
         )
-    return scores, torch.cat(all_predictions).cpu()
+    return scores, out["predictions"]
 
 
 def _logits(context: CheckContext, x: torch.Tensor) -> torch.Tensor:

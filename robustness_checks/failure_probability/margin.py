@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from robustness_checks.batching import AdaptiveBatches
+
 # Elements of the model input per forward pass: keeps memory bounded for large inputs.
 MAX_CHUNK_ELEMENTS = 1 << 24
 
@@ -36,8 +38,14 @@ class MarginOracle:
         self.label = int(label)
         self.sigma = float(sigma)
         self.bounds = bounds
-        self.chunk = max(1, min(int(batch_size), max_chunk_elements // max(1, self.dim)))
+        chunk = max(1, min(int(batch_size), max_chunk_elements // max(1, self.dim)))
+        self.batches = AdaptiveBatches(chunk, "noise sampling")
         self.evaluations = 0
+
+    @property
+    def chunk(self) -> int:
+        """Draws per forward pass (halved for good after an out-of-memory error)."""
+        return self.batches.batch_size
 
     @property
     def device(self) -> torch.device:
@@ -73,23 +81,25 @@ class MarginOracle:
 
     def evaluate(self, noise: Tensor) -> tuple[Tensor, Tensor]:
         """Margins (n,) float32 and the strongest other class (n,) for noise of shape (n, dim)."""
-        margins, winners = [], []
-        with torch.no_grad():
-            for chunk in noise.split(self.chunk):
-                margin, winner = self._margin(self.model(self._inputs(chunk)))
-                margins.append(margin)
-                winners.append(winner)
+
+        @torch.no_grad()
+        def margins(rows: range) -> tuple[Tensor, Tensor]:
+            return self._margin(self.model(self._inputs(noise[rows.start : rows.stop])))
+
+        parts = self.batches.run(range(noise.shape[0]), margins)
         self.evaluations += noise.shape[0]
-        return torch.cat(margins), torch.cat(winners)
+        return torch.cat([m for m, _ in parts]), torch.cat([w for _, w in parts])
 
     def gradients(self, noise: Tensor) -> Tensor:
         """Gradients (n, dim) of the margin with respect to the standardized noise."""
-        grads = []
-        for chunk in noise.split(self.chunk):
+
+        def gradient(rows: range) -> Tensor:
             with torch.enable_grad():
-                u = chunk.detach().clone().requires_grad_(True)
+                u = noise[rows.start : rows.stop].detach().clone().requires_grad_(True)
                 margin, _ = self._margin(self.model(self._inputs(u)))
                 (grad,) = torch.autograd.grad(margin.clamp(min=-1e30).sum(), u)
-            grads.append(grad.detach())
+            return grad.detach()
+
+        grads = self.batches.run(range(noise.shape[0]), gradient)
         self.evaluations += noise.shape[0]
         return torch.cat(grads)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,11 +16,11 @@ from robustness_checks.failure_probability.margin import MarginOracle
 class SubspaceMixture:
     """q(u) = alpha N(0, I) + (1 - alpha) sum_k pi_k q_k(u) on standardized noise u.
 
-    Component k is N(mean_k, cov_k) on the r coordinates y = basis^T u and N(0, I) on the
-    orthogonal complement, so the density ratio to N(0, I) depends on y alone: it stays
-    well-behaved in high dimension (noise in a d-dimensional shift would multiply the weights'
-    second moment by about exp(d / samples)), and the nominal share alpha bounds every weight
-    by 1 / alpha.
+    Component k is N(mean_k, cov_k) (or a Student t with `dof` degrees of freedom and that
+    scale matrix) on the r coordinates y = basis^T u and N(0, I) on the orthogonal complement,
+    so the density ratio to N(0, I) depends on y alone: it stays well-behaved in high
+    dimension (noise in a d-dimensional shift would multiply the weights' second moment by
+    about exp(d / samples)), and the nominal share alpha bounds every weight by 1 / alpha.
     """
 
     basis: Tensor  # (dim, r), orthonormal columns
@@ -28,6 +29,10 @@ class SubspaceMixture:
     weights: Tensor  # (K,) float64, summing to 1
     alpha: float
     classes: list[int]
+    # Student-t components with this many degrees of freedom (None: Gaussian). Failures sit
+    # further from a class's centre than a Gaussian fitted to them allows often enough that
+    # Gaussian tails leave weights of 1e4 times p there; polynomial tails bound them.
+    dof: int | None = None
 
     @property
     def dim(self) -> int:
@@ -53,7 +58,13 @@ class SubspaceMixture:
         means = torch.cat([self.means.new_zeros(1, self.rank), self.means])[component]
         chols = torch.cat([eye, self.chols])[component]
         inside = noise @ self.basis
-        moved = means + (chols @ inside.double()[:, :, None])[:, :, 0]
+        spread = (chols @ inside.double()[:, :, None])[:, :, 0]
+        if self.dof is not None:
+            # t = N(0, S) / sqrt(chi2_dof / dof); the nominal component (0) keeps scale 1.
+            chi2 = torch.randn((count, self.dof), generator=generator, device=device).square()
+            scale = (self.dof / chi2.sum(dim=1).double()).sqrt()
+            spread = spread * torch.where(component > 0, scale, 1.0)[:, None]
+        moved = means + spread
         noise = noise + (moved.to(dtype) - inside) @ self.basis.T
         return noise, self.log_weight_at(moved)
 
@@ -70,10 +81,23 @@ class SubspaceMixture:
         centred = (y[None, :, :] - self.means[:, None, :]).transpose(1, 2)
         solved = torch.linalg.solve_triangular(self.chols, centred, upper=False)
         log_det = torch.diagonal(self.chols, dim1=1, dim2=2).log().sum(dim=1)
-        log_ratio = -log_det[:, None] - 0.5 * (solved * solved).sum(dim=1) + 0.5 * (y * y).sum(1)
+        distance2 = (solved * solved).sum(dim=1)
+        log_ratio = -log_det[:, None] + 0.5 * (y * y).sum(1) - self._log_kernel(distance2)
         shares = self._log_shares()
         nominal = shares[:1, None].expand(1, y.shape[0])
         return -torch.logsumexp(torch.cat([nominal, shares[1:, None] + log_ratio]), dim=0)
+
+    def _log_kernel(self, distance2: Tensor) -> Tensor:
+        """-log of a component's density over N(0, I)'s normaliser, from Mahalanobis^2."""
+        if self.dof is None:
+            return 0.5 * distance2
+        nu, r = float(self.dof), float(self.rank)
+        constant = math.lgamma((nu + r) / 2) - math.lgamma(nu / 2) - r / 2 * math.log(nu / 2)
+        return (nu + r) / 2 * torch.log1p(distance2 / nu) - constant
+
+    def shares(self) -> dict[int, float]:
+        """Each class's share of the non-nominal part of the mixture."""
+        return dict(zip(self.classes, self.weights.tolist(), strict=True))
 
     def summary(self) -> dict[str, Any]:
         """Numbers that describe the fitted proposal, for reports."""
@@ -81,6 +105,7 @@ class SubspaceMixture:
         return {
             "alpha": self.alpha,
             "rank": self.rank,
+            "dof": self.dof,
             "components": [
                 {
                     "class": cls,
@@ -183,8 +208,10 @@ def fit_components(
     min_share: float = 0.05,
     inflate: float = 1.2,
     min_variance: float = 0.6,
+    dof: int | None = None,
 ) -> SubspaceMixture:
-    """One Gaussian per competing class on subspace coordinates y (n, r) of weighted samples.
+    """One component (Gaussian, or Student t with `dof`) per competing class on subspace
+    coordinates y (n, r) of weighted samples.
 
     Competing classes win at a failing sample or are runner-up at `min_cluster` or more
     samples. A class's members are its failing samples or, with fewer than `min_cluster`, its
@@ -225,4 +252,5 @@ def fit_components(
         weights=weights / weights.sum(),
         alpha=alpha,
         classes=list(members),
+        dof=dof,
     )

@@ -39,6 +39,7 @@ class SubsetRun:
     margins: Tensor
     winners: Tensor
     levels: list[dict[str, Any]] = field(default_factory=list)
+    target: int | None = None
 
 
 def _chain_gamma(hits: Tensor) -> Tensor:
@@ -67,6 +68,8 @@ def subset_run(
     rho: float,
     budget: int,
     generator: torch.Generator,
+    target: int | None = None,
+    initial: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> SubsetRun:
     """One run: levels at the p0 quantile of the margin until a level is <= 0 or budget ends.
 
@@ -75,19 +78,32 @@ def subset_run(
     u' = rho u + sqrt(1 - rho^2) xi, accepted when the margin stays <= the level. The moves
     leave N(0, I) restricted to the level set invariant. `rho` adapts between levels towards
     an acceptance rate of 0.4.
+
+    With a `target` class the run follows the part of the failure set that this class wins:
+    draws won by another class score +inf, so it estimates P(margin <= 0, winner = target).
+    `initial` (noise, margins, winners) is a first level of iid N(0, I) draws already
+    evaluated, so that runs for several targets can share it.
     """
     start = oracle.evaluations
     device, dtype = oracle.device, oracle.dtype
-    u = torch.randn((samples, oracle.dim), generator=generator, device=device, dtype=dtype)
-    margins, winners = oracle.evaluate(u)
-    chains = margins.view(samples, 1)
+    if initial is None:
+        u = torch.randn((samples, oracle.dim), generator=generator, device=device, dtype=dtype)
+        margins, winners = oracle.evaluate(u)
+    else:
+        u, margins, winners = initial
+        samples = u.shape[0]
+    scores = _score(margins, winners, target)
+    chains = scores.view(samples, 1)
     seeds_wanted = max(1, round(samples * p0))
     log_p, cov2, previous = 0.0, 0.0, math.inf
     levels: list[dict[str, Any]] = []
     acceptance = math.nan
     while True:
-        count = margins.shape[0]
-        threshold = margins.kthvalue(min(seeds_wanted, count)).values
+        count = scores.shape[0]
+        threshold = scores.kthvalue(min(seeds_wanted, count)).values
+        # A target class may win fewer than seeds_wanted draws: then all of them are seeds.
+        highest = scores.masked_fill(scores == math.inf, -math.inf).max()
+        threshold = torch.where(threshold == math.inf, highest, threshold)
         hits_level = (chains <= threshold).to(torch.float64)
         hits_fail = (chains <= 0).to(torch.float64)
         stats = torch.stack(
@@ -101,10 +117,10 @@ def subset_run(
         ).tolist()
         b, seeds, gamma_level, failures, gamma_fail = stats
         seeds = int(seeds)
-        length = max(2, math.ceil(samples / seeds))
+        length = max(2, math.ceil(samples / max(1, seeds)))
         cost = seeds * (length - 1)
         spent = oracle.evaluations - start
-        if b <= 0 or b >= previous or spent + cost > budget:
+        if b <= 0 or b >= previous or spent + cost > budget or seeds == 0:
             break
         p_level = seeds / count
         log_p += math.log(p_level)
@@ -120,7 +136,7 @@ def subset_run(
             }
         )
         previous = b
-        order = torch.argsort(margins, stable=True)[:seeds]
+        order = torch.argsort(scores, stable=True)[:seeds]
         state, state_margin, state_winner = u[order], margins[order], winners[order]
         path, path_margin, path_winner = [state], [state_margin], [state_winner]
         accepted = torch.zeros((), dtype=torch.int64, device=device)
@@ -129,7 +145,7 @@ def subset_run(
             noise = torch.randn(state.shape, generator=generator, device=device, dtype=dtype)
             candidate = rho * state + step * noise
             cand_margin, cand_winner = oracle.evaluate(candidate)
-            accept = cand_margin <= threshold
+            accept = _score(cand_margin, cand_winner, target) <= threshold
             accepted += accept.sum()
             state = torch.where(accept[:, None], candidate, state)
             state_margin = torch.where(accept, cand_margin, state_margin)
@@ -140,10 +156,11 @@ def subset_run(
         u = torch.stack(path, dim=1).reshape(-1, oracle.dim)
         margins = torch.stack(path_margin, dim=1).reshape(-1)
         winners = torch.stack(path_winner, dim=1).reshape(-1)
-        chains = margins.view(seeds, length)
+        scores = _score(margins, winners, target)
+        chains = scores.view(seeds, length)
         acceptance = float(accepted) / cost
         rho = _adapt(rho, acceptance)
-    count = margins.shape[0]
+    count = scores.shape[0]
     level_log_p, level_cov2 = log_p, cov2
     if failures > 0:
         p_last = failures / count
@@ -164,7 +181,7 @@ def subset_run(
     return SubsetRun(
         log_p=log_p,
         cov2=cov2,
-        reached=b <= 0,
+        reached=b <= 0 and seeds > 0,
         evaluations=oracle.evaluations - start,
         iid_draws=samples,
         level_log_p=level_log_p,
@@ -173,7 +190,15 @@ def subset_run(
         margins=margins,
         winners=winners,
         levels=levels,
+        target=target,
     )
+
+
+def _score(margins: Tensor, winners: Tensor, target: int | None) -> Tensor:
+    """The level statistic: the margin, or +inf where a class other than `target` wins."""
+    if target is None:
+        return margins
+    return margins.masked_fill(winners != target, math.inf)
 
 
 def _adapt(rho: float, acceptance: float) -> float:

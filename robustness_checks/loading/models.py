@@ -45,10 +45,16 @@ def build_network(source: ModelSource, base_dir: Path) -> nn.Module:
     """The bare network a source describes, with its weights loaded."""
     if source.torchscript is not None:
         path = base_dir / source.torchscript
+        if not path.is_file():
+            raise LoadError(f"cannot load TorchScript file {path}: it does not exist")
         try:
             return torch.jit.load(str(path), map_location="cpu")
-        except (RuntimeError, ValueError, OSError) as error:
-            raise LoadError(f"cannot load TorchScript file {path}: {error}") from error
+        except Exception as error:  # RuntimeError for a truncated or corrupt archive
+            raise LoadError(
+                f"cannot load TorchScript file {path}: it is truncated or not a TorchScript "
+                f"file ({size_text(path)}; torch.jit.load: {first_line(error)}). Save it again "
+                "with torch.jit.save(torch.jit.script(model), path), or copy it again in full"
+            ) from error
     if source.factory is not None:
         factory = import_callable(source.factory, base_dir)
         try:
@@ -75,18 +81,14 @@ def load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "Unsupported operand" in str(error):  # the bytes are not a pickle at all
-            raise LoadError(
-                f"weights file {path} is truncated or not a torch file (not a pickle)"
-            ) from error
+            raise LoadError(broken_file_message(path, "its bytes are not a pickle")) from error
         raise LoadError(
             f"weights file {path} holds objects that torch.load(weights_only=True) refuses "
             "(a pickle that could run code). Save a plain state_dict instead: "
             "torch.save(model.state_dict(), path)"
         ) from error
     except Exception as error:  # RuntimeError, EOFError, KeyError... for corrupt files
-        raise LoadError(
-            f"weights file {path} is truncated or not a torch file: {error!r}"
-        ) from error
+        raise LoadError(broken_file_message(path, f"torch.load: {first_line(error)}")) from error
     if isinstance(loaded, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in loaded and isinstance(loaded[key], Mapping):
@@ -97,6 +99,28 @@ def load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     ):
         raise LoadError(f"weights file {path} does not hold a state_dict (a mapping of tensors)")
     return loaded
+
+
+def broken_file_message(path: Path, reason: str) -> str:
+    """Why a weights file that torch.load rejects is unusable, and what to do."""
+    return (
+        f"weights file {path} is truncated or not a torch file ({size_text(path)}; "
+        f"{reason}). Save it again with torch.save(model.state_dict(), path), or copy or "
+        "download it again in full"
+    )
+
+
+def size_text(path: Path) -> str:
+    try:
+        return f"{path.stat().st_size:,} bytes"
+    except OSError:
+        return "unreadable"
+
+
+def first_line(error: BaseException) -> str:
+    """The error's type and first sentence (torch's messages go on for a paragraph)."""
+    text = str(error).strip().split("\n")[0].split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _load_weights(network: nn.Module, path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 from robustness_checks.errors import LoadError
@@ -40,7 +41,7 @@ def _model_problems(source: ModelSource, base_dir: Path, where: Location) -> lis
     if source.factory is not None:
         problems += _factory_problems(source.factory, base_dir, (*where, "factory"))
     if source.torchscript is not None:
-        problems += _file_problems(
+        problems += _torch_file_problems(
             base_dir / source.torchscript, (*where, "torchscript"), "TorchScript file"
         )
     if source.torchvision is not None:
@@ -51,7 +52,9 @@ def _model_problems(source: ModelSource, base_dir: Path, where: Location) -> lis
                 ((*where, "torchvision"), f"torchvision has no model named {source.torchvision!r}")
             )
     if source.weights is not None:
-        problems += _file_problems(base_dir / source.weights, (*where, "weights"), "weights file")
+        problems += _torch_file_problems(
+            base_dir / source.weights, (*where, "weights"), "weights file"
+        )
     return problems
 
 
@@ -102,6 +105,35 @@ def _factory_problems(reference: str, base_dir: Path, where: Location) -> list[P
     except LoadError as error:
         return [(where, str(error))]
     return []
+
+
+def _torch_file_problems(path: Path, where: Location, what: str) -> list[Problem]:
+    """A missing file, or one that is neither a complete zip archive (torch.save, torch.jit.save)
+    nor a pickle (torch.save's legacy format; not for TorchScript). Reads only the file's first
+    byte and its end, so a truncated or foreign file fails its spec's collection cheaply."""
+    missing = _file_problems(path, where, what)
+    if missing:
+        return missing
+    torchscript = what == "TorchScript file"
+    try:
+        with path.open("rb") as stream:
+            pickled = stream.read(1) == b"\x80" and not torchscript
+        if pickled or zipfile.is_zipfile(path):
+            return []
+        size = path.stat().st_size
+    except OSError as error:
+        return [(where, f"{what} {path} cannot be read: {error}")]
+    if torchscript:
+        expected, save = "a complete zip archive", "torch.jit.save(torch.jit.script(model), path)"
+    else:
+        expected, save = "a complete zip archive or pickle", "torch.save(model.state_dict(), path)"
+    return [
+        (
+            where,
+            f"{what} {path} is truncated or not a torch file ({size:,} bytes, not {expected}). "
+            f"Save it again with {save}, or copy or download it again in full",
+        )
+    ]
 
 
 def _file_problems(path: Path, where: Location, what: str) -> list[Problem]:

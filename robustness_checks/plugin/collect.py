@@ -74,7 +74,7 @@ class CheckItem(pytest.Item):
         return self.parent
 
     def runtest(self) -> None:
-        from robustness_checks.runner import error_result, execute
+        from robustness_checks.runner import emit_warnings, error_result, execute
 
         state = get_session(self.config)
         document = self.spec_file.document
@@ -96,6 +96,7 @@ class CheckItem(pytest.Item):
             self._record(result, None)
             raise
         regressed = self._record(result, runtime.fingerprints())
+        emit_warnings(result)  # after recording: with -W error the result is kept
         if regressed:
             raise CheckFailed(result, regressed)
         if not result.passed:
@@ -123,10 +124,12 @@ class CheckItem(pytest.Item):
 
         if isinstance(excinfo.value, CheckFailed):
             return f"{self.check.type} check {self.name!r} failed: {excinfo.value}"
+        kind = type(excinfo.value).__name__
+        header = f"{self.check.type} check {self.name!r} could not run: {kind}: {excinfo.value}"
         if isinstance(excinfo.value, RobustnessError):
-            kind = type(excinfo.value).__name__
-            return f"{self.check.type} check {self.name!r} could not run: {kind}: {excinfo.value}"
-        return super().repr_failure(excinfo, style=style)
+            return header
+        # Anything else (the model raising, say) is a bug to find: the traceback follows.
+        return f"{header}\n\n{super().repr_failure(excinfo, style=style)}"
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.spec_file.document.lines.line(("checks", self.index))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -14,8 +15,27 @@ from robustness_checks.plugin.session import (
 )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[session_key] = RobustnessSession(config)
+    rank, size = 0, 1
+    # torchrun sets these; torch is imported only then, so plain pytest runs stay light.
+    if (
+        int(os.environ.get("WORLD_SIZE", "1")) > 1
+        and "RANK" in os.environ
+        and not _is_worker(config)
+    ):
+        from robustness_checks.distributed import init_from_environment
+
+        world = init_from_environment()
+        rank, size = world.rank, world.size
+        if rank != 0:
+            # Every process runs every check on its share of the examples and gets the same
+            # results; only rank 0 writes reports. This runs before junitxml and pytest-html
+            # configure themselves, so they see no output path on the other ranks.
+            for option in ("xmlpath", "htmlpath"):
+                if getattr(config.option, option, None):
+                    setattr(config.option, option, None)
+    config.stash[session_key] = RobustnessSession(config, rank, size)
     config.addinivalue_line("markers", "robustness: a check from a robustness spec file")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "robustness_checks_xdist")
@@ -48,7 +68,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     """With pytest-html active, a check's row carries its plot as an extra."""
     report = yield
     result = getattr(item, "result", None)
-    if call.when == "call" and result is not None and item.config.pluginmanager.hasplugin("html"):
+    wants_html = item.config.pluginmanager.hasplugin("html") and item.config.getoption(
+        "htmlpath", None
+    )
+    # Rendering plots costs about 0.3 s a check: only when pytest-html writes a report.
+    if call.when == "call" and result is not None and wants_html:
         from pytest_html import extras
 
         from robustness_checks.reporting.plots import example_images, plot_for
@@ -70,6 +94,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _is_worker(config):
         config.workeroutput[WORKER_OUTPUT_KEY] = state.to_worker_output()  # type: ignore[attr-defined]
         return
+    if state.rank != 0:
+        return
     json_path = config.getoption("robustness_json")
     html_path = config.getoption("robustness_html")
     save_name = config.getoption("robustness_save")
@@ -90,17 +116,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         save_baseline(state.gate.storage, save_name, document)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    state = config.stash.get(session_key, None)
+    if state is not None and state.world_size > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    if _is_worker(config):
+    if _is_worker(config) or get_session(config).rank != 0:
         return
     results = get_session(config).sorted_results()
     if not results:
         return
-    from robustness_checks.reporting.terminal import summary_lines
+    from robustness_checks.reporting.terminal import summary_lines, warning_lines
 
     terminalreporter.write_sep("-", "robustness checks")
     for line in summary_lines(results):
         terminalreporter.write_line(line)
+    for line in warning_lines(results):
+        terminalreporter.write_line(line, yellow=True)
     for option in ("robustness_json", "robustness_html"):
         path = config.getoption(option)
         if path:

@@ -15,8 +15,11 @@ WORKER_OUTPUT_KEY = "robustness_checks"
 class RobustnessSession:
     """Shared by every item of one pytest session (one per xdist worker, one for the controller)."""
 
-    def __init__(self, config: pytest.Config):
+    def __init__(self, config: pytest.Config, rank: int = 0, world_size: int = 1):
         self.config = config
+        # torch.distributed rank and size under torchrun (plain ints: no torch import here).
+        self.rank = rank
+        self.world_size = world_size
         self.results: list[dict[str, Any]] = []
         self.devices: list[str] = []
         self.spec_errors = 0

@@ -6,8 +6,10 @@ from robustness_checks.results import CheckResult
 
 
 def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
-    """(name, value) pairs: metric, value, threshold, comparison, ci_low, ci_high, passed."""
+    """(name, value) pairs: metric, value, threshold, comparison, ci_low, ci_high, passed, then
+    one `warning` per warning of the result."""
     ci_low, ci_high = result.ci if result.ci is not None else ("", "")
+    warnings = [("warning", message) for message in result.warnings]
     return [
         ("metric", result.metric),
         ("value", result.value),
@@ -16,4 +18,5 @@ def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
         ("ci_low", ci_low),
         ("ci_high", ci_high),
         ("passed", str(result.passed).lower()),
+        *warnings,
     ]

@@ -35,3 +35,13 @@ def summary_lines(results: list[dict[str, Any]]) -> list[str]:
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
+
+
+def warning_lines(results: list[dict[str, Any]]) -> list[str]:
+    """One line per warning of a check (a model returning probabilities, gradient masking, a
+    device fallback), after the table; none when no check warned."""
+    lines = []
+    for record in results:
+        for message in record.get("warnings") or []:
+            lines.append(f"warning: {record['nodeid']}: {message}")
+    return lines

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
@@ -147,6 +147,12 @@ class SpecTop(StrictModel):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     seed: int = 0
     confidence: ConfidenceLevel = 0.95
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of forward passes; statistics stay float32/64"
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="channels_last memory format for 4-d inputs (auto: on CUDA)"
+    )
     checks: list[Any] = Field(min_length=1)
 
     @field_validator("bounds")
