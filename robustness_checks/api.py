@@ -9,6 +9,7 @@ from torch import nn
 
 from robustness_checks.context import CheckContext
 from robustness_checks.examples import as_examples
+from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.registry import check_type
 from robustness_checks.results import CheckResult
@@ -230,7 +231,7 @@ def noise(
     data: Any,
     *,
     sigma: float,
-    estimator: str = "splitting",
+    estimator: str = DEFAULT_ESTIMATOR,
     relative_error: float = 0.1,
     inputs: int | None = None,
     indices: list[int] | None = None,

@@ -1,4 +1,4 @@
-"""Importance sampling with a proposal fitted to the failures that a splitting pilot finds."""
+"""Importance sampling with a proposal fitted to the failures that per-class pilots find."""
 
 from __future__ import annotations
 
