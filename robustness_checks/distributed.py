@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from robustness_checks.errors import RobustnessError
+from robustness_checks.launch import launched_by_torchrun
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,6 @@ class World:
     def distributed(self) -> bool:
         return self.size > 1
 
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
     def shard(self, count: int) -> range:
         """The contiguous block of `count` example positions this rank owns (ranks in order)."""
         return range(count * self.rank // self.size, count * (self.rank + 1) // self.size)
@@ -37,11 +34,6 @@ def current_world() -> World:
     if dist.is_available() and dist.is_initialized():
         return World(dist.get_rank(), dist.get_world_size())
     return World()
-
-
-def launched_by_torchrun() -> bool:
-    """True when torchrun (or torch.distributed.run) started this process with several ranks."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
 
 
 def init_from_environment() -> World:

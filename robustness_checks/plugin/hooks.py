@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
 
+from robustness_checks.launch import launched_by_torchrun
 from robustness_checks.plugin.session import (
     WORKER_OUTPUT_KEY,
     RobustnessSession,
@@ -18,12 +18,8 @@ from robustness_checks.plugin.session import (
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     rank, size = 0, 1
-    # torchrun sets these; torch is imported only then, so plain pytest runs stay light.
-    if (
-        int(os.environ.get("WORLD_SIZE", "1")) > 1
-        and "RANK" in os.environ
-        and not _is_worker(config)
-    ):
+    # torch is imported only under torchrun, so plain pytest runs stay light.
+    if launched_by_torchrun() and not _is_worker(config):
         from robustness_checks.distributed import init_from_environment
 
         world = init_from_environment()
