@@ -195,15 +195,16 @@ def test_noise_sampling_that_runs_out_of_memory_gives_the_same_estimate(estimato
 # --- precision and memory format ---------------------------------------------------------------
 
 
-def test_bf16_autocast_keeps_float32_statistics_and_close_numbers() -> None:
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_keeps_float32_statistics_and_close_numbers(precision: str) -> None:
     model, data = digits_cnn(pretrained=True), test_set(limit=300)
     full = rc.calibration(model, data, metric="nll")
-    half = rc.calibration(model, data, metric="nll", precision="bf16")
+    half = rc.calibration(model, data, metric="nll", precision=precision)
     assert half.value != full.value  # the forward passes really ran in bfloat16
     assert half.value == pytest.approx(full.value, rel=0.05)
     attack = {"method": "pgd", "eps": 0.1, "steps": 5}
     full = rc.run_check("adversarial", model, data, attack=attack)
-    half = rc.run_check("adversarial", model, data, attack=attack, precision="bf16")
+    half = rc.run_check("adversarial", model, data, attack=attack, precision=precision)
     assert abs(half.value - full.value) <= 0.03
 
 
