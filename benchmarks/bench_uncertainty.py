@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from robustness_checks.uncertainty import dropout_only_train, predictive_samples
+from robustness_checks.uncertainty.samplers import dropout_only_train, predictive_samples
 
 SAMPLES = 20
 # Rounds per case; BENCH_UNCERTAINTY_ROUNDS overrides both.

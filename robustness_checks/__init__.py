@@ -11,15 +11,15 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "adversarial": "robustness_checks.api",
     "calibration": "robustness_checks.api",
-    "compare_accuracy": "robustness_checks.release",
+    "compare_accuracy": "robustness_checks.gating.release",
     "entropy_trend": "robustness_checks.api",
     "failure_prediction": "robustness_checks.api",
     "noise": "robustness_checks.api",
-    "fuzz": "robustness_checks.checks.fuzz",
+    "fuzz": "robustness_checks.api",
     "ood": "robustness_checks.api",
     "selective": "robustness_checks.api",
     "run_check": "robustness_checks.api",
-    "CHECK_TYPES": "robustness_checks.registry",
+    "CHECK_TYPES": "robustness_checks.checks.registry",
     "CheckResult": "robustness_checks.results",
     "ConfidenceInterval": "robustness_checks.results",
     "Examples": "robustness_checks.examples",
@@ -63,12 +63,13 @@ if TYPE_CHECKING:
         calibration,
         entropy_trend,
         failure_prediction,
+        fuzz,
         noise,
         ood,
         run_check,
         selective,
     )
-    from robustness_checks.checks.fuzz import fuzz
+    from robustness_checks.checks.registry import CHECK_TYPES
     from robustness_checks.errors import (
         LoadError,
         ModelOutputError,
@@ -77,8 +78,7 @@ if TYPE_CHECKING:
         SpecError,
     )
     from robustness_checks.examples import Examples, as_examples
-    from robustness_checks.registry import CHECK_TYPES
-    from robustness_checks.release import compare_accuracy
+    from robustness_checks.gating.release import compare_accuracy
     from robustness_checks.results import CheckResult, ConfidenceInterval
     from robustness_checks.spec.parse import load_spec
 

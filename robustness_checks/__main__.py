@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("specs", nargs="+")
     args = parser.parse_args(argv)
     if args.command == "schema":
-        from robustness_checks.registry import CHECK_TYPES
+        from robustness_checks.checks.registry import CHECK_TYPES
         from robustness_checks.spec.schema import spec_json_schema
 
         schema = spec_json_schema([entry.params for entry in CHECK_TYPES.values()])

@@ -7,13 +7,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.registry import check_type
+from robustness_checks.checks.runner import emit_warnings, execute
 from robustness_checks.examples import as_examples
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
 from robustness_checks.loading.device import resolve_device
-from robustness_checks.registry import check_type
 from robustness_checks.results import CheckResult
-from robustness_checks.runner import emit_warnings, execute
 
 
 def run_check(
@@ -253,5 +253,39 @@ def noise(
         max_evaluations=max_evaluations,
         max_probability=max_probability,
         clip=clip,
+        **options,
+    )
+
+
+def fuzz(
+    model: nn.Module,
+    data: Any,
+    *,
+    perturbations: list[dict[str, Any]],
+    property: str | None = None,
+    max_confidence_drop: float | None = None,
+    inputs: int | None = None,
+    indices: list[int] | None = None,
+    max_examples: int = 200,
+    database: str | Literal[False] | None = None,
+    **options: Any,
+) -> CheckResult:
+    """Fuzz `model` on `data` with hypothesis: the property must hold for every perturbation.
+
+    >>> result = fuzz(model, (x, y), perturbations=[{"kind": "brightness", "max": 0.3}],
+    ...               property="label_invariant", inputs=20)  # doctest: +SKIP
+    >>> assert result, result.message                          # doctest: +SKIP
+    """
+    return run_check(
+        "fuzz",
+        model,
+        data,
+        perturbations=perturbations,
+        property=property,
+        max_confidence_drop=max_confidence_drop,
+        inputs=inputs,
+        indices=indices,
+        max_examples=max_examples,
+        database=database,
         **options,
     )

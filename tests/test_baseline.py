@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from robustness_checks.baseline import BaselineError, parse_rule, regression
+from robustness_checks.gating.baseline import BaselineError, parse_rule, regression
 
 pytest_plugins = ["pytester"]
 

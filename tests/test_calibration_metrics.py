@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robustness_checks.metrics import calibration as cal
-from robustness_checks.stats import bootstrap_interval
+from robustness_checks.metrics.intervals import bootstrap_interval
 
 
 def test_reference_vector_closed_last_bin() -> None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from robustness_checks.counter_random import normal, random_bits, uniform
+from robustness_checks.execution.random_streams import normal, random_bits, uniform
 
 MASK = (1 << 64) - 1
 

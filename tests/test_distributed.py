@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 import robustness_checks as rc
-from robustness_checks.batching import AdaptiveBatches, is_out_of_memory
-from robustness_checks.counter_random import ExampleStream
 from robustness_checks.demo.digits import test_set
 from robustness_checks.demo.model import digits_cnn
-from robustness_checks.distributed import World, gather_batches
+from robustness_checks.execution.batching import AdaptiveBatches, is_out_of_memory
+from robustness_checks.execution.distributed import World, gather_batches
+from robustness_checks.execution.random_streams import ExampleStream
 
 WEIGHTS = Path(rc.__file__).parent / "demo" / "weights" / "digits_cnn_seed0.pt"
 
@@ -209,8 +209,8 @@ def test_autocast_keeps_float32_statistics_and_close_numbers(precision: str) -> 
 
 
 def test_counted_model_returns_float32_logits_under_autocast() -> None:
-    from robustness_checks.context import CheckContext
     from robustness_checks.examples import as_examples
+    from robustness_checks.execution.context import CheckContext
 
     context = CheckContext.create(
         digits_cnn(pretrained=True),

@@ -20,7 +20,7 @@ from robustness_checks import LoadError, ModelOutputError, RobustnessWarning
 from robustness_checks.attacks import run_attack
 from robustness_checks.demo.digits import test_set
 from robustness_checks.demo.model import digits_cnn
-from robustness_checks.diagnostics import MASKING_SHARE, findings_warnings
+from robustness_checks.execution.diagnostics import MASKING_SHARE, findings_warnings
 from robustness_checks.loading import device as device_module
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.loading.models import build_network, load_state_dict

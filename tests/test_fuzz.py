@@ -13,14 +13,15 @@ from hypothesis import find, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from robustness_checks import registry, strategies
-from robustness_checks.checks import fuzz
-from robustness_checks.context import CheckContext
+import robustness_checks
+from robustness_checks.checks import fuzz, registry
 from robustness_checks.errors import SpecError
 from robustness_checks.examples import as_examples
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.fuzzing import strategies
+from robustness_checks.fuzzing.strategies import Perturbation
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.parse import parse_spec_text
-from robustness_checks.strategies import Perturbation
 
 # Inherits from the loaded profile, so under CI (hypothesis >= 6.116 loads its "ci" profile when
 # CI is set) these tests are derandomised and use no example database.
@@ -282,7 +283,7 @@ def test_the_python_api_passes_on_the_demo_model(registered: None) -> None:
     from robustness_checks.demo.digits import test_set
     from robustness_checks.demo.model import digits_cnn
 
-    result = fuzz.fuzz(
+    result = robustness_checks.fuzz(
         digits_cnn(pretrained=True),
         test_set(),
         name="brightness-invariant",

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import robustness_checks
-from robustness_checks.release import paired_difference_interval
+from robustness_checks.gating.release import paired_difference_interval
 
 
 class Answers(torch.nn.Module):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from robustness_checks.checks.registry import CHECK_TYPES
 from robustness_checks.errors import SpecError
-from robustness_checks.registry import CHECK_TYPES
 from robustness_checks.spec.parse import load_spec
 
 GOOD_TOP = """\

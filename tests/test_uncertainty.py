@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustness_checks.scores import energy_score, entropy_score, msp_score, odin_score
-from robustness_checks.uncertainty import (
+from robustness_checks.uncertainty.samplers import (
     MEASURES,
     confidence,
     dropout_only_train,
@@ -21,6 +20,7 @@ from robustness_checks.uncertainty import (
     predictive_samples,
     variation_ratio,
 )
+from robustness_checks.uncertainty.scores import energy_score, entropy_score, msp_score, odin_score
 
 FEATURES = 6
 CLASSES = 4
@@ -213,7 +213,9 @@ class FunctionalDropout(nn.Module):
 
 def test_functional_dropout_stays_off() -> None:
     probs = predictive_samples(FunctionalDropout(), inputs(5), method="mc_dropout", samples=6)
-    assert torch.equal(probs, probs[:1].expand_as(probs))
+    # Equal up to float rounding: rows at other batch positions may take other BLAS kernels,
+    # while dropout at p = 0.5 would change them by far more.
+    torch.testing.assert_close(probs, probs[:1].expand_as(probs), rtol=0, atol=1e-6)
 
 
 def test_mc_dropout_without_dropout_modules_raises() -> None:

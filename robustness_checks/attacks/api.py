@@ -24,8 +24,8 @@ from robustness_checks.attacks.regions import (
 )
 from robustness_checks.attacks.result import AttackResult
 from robustness_checks.attacks.single_shot import single_shot
-from robustness_checks.counter_random import ExampleStream
 from robustness_checks.errors import ModelOutputError
+from robustness_checks.execution.random_streams import ExampleStream
 
 AttackMethod = Literal["fgsm", "pgd", "uniform", "gaussian"]
 METHODS: tuple[str, ...] = get_args(AttackMethod)

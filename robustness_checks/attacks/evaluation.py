@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustness_checks.diagnostics import report_zero_gradients, zero_gradient_rows
 from robustness_checks.errors import ModelOutputError
+from robustness_checks.execution.diagnostics import report_zero_gradients, zero_gradient_rows
 
 
 @contextmanager

@@ -8,7 +8,7 @@ from typing import Literal, Protocol
 import torch
 from torch import Tensor
 
-from robustness_checks.counter_random import ExampleStream
+from robustness_checks.execution.random_streams import ExampleStream
 
 NormName = Literal["inf", "2"]
 Bounds = tuple[float, float] | None

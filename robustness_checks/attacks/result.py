@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from robustness_checks.diagnostics import report_nonfinite_points
+from robustness_checks.execution.diagnostics import report_nonfinite_points
 
 
 @dataclass(repr=False)

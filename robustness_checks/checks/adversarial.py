@@ -8,13 +8,13 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.attack_spec import AttackSpec
-from robustness_checks.checks.base import CheckType
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.common.attack_spec import AttackSpec
+from robustness_checks.checks.common.bounds import CheckType
 from robustness_checks.errors import RobustnessError
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.metrics.intervals import clopper_pearson
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import CheckSpec
-from robustness_checks.stats import clopper_pearson
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 SMALL_INPUT = 4096  # inputs up to this many values keep their pixels in `details` for reports

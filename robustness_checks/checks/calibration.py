@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.base import CheckType, bounded_result
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.common.bounds import CheckType, bounded_result
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import calibration as cal
+from robustness_checks.metrics.intervals import bootstrap_interval
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
-from robustness_checks.stats import bootstrap_interval
 
 CalibrationMetric = Literal["ece", "ace", "mce", "classwise_ece", "brier", "nll"]
 _PROBABILITY_SCALE = {"ece", "ace", "mce", "classwise_ece"}

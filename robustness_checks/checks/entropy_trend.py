@@ -9,10 +9,10 @@ import torch
 from pydantic import Field, model_validator
 from scipy import stats
 
-from robustness_checks.checks.attack_spec import AttackSpec, NonNegative
-from robustness_checks.checks.base import CheckType
-from robustness_checks.checks.scoring import UncertaintySpec, probabilities
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.common.attack_spec import AttackSpec, NonNegative
+from robustness_checks.checks.common.bounds import CheckType
+from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import CheckSpec
 
@@ -46,7 +46,7 @@ class EntropyTrendCheck(CheckSpec):
 def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> CheckResult:
     """Perturb at every eps, measure per input, test the trend paired by input."""
     from robustness_checks.attacks import run_attack
-    from robustness_checks.uncertainty import MEASURES
+    from robustness_checks.uncertainty.samplers import MEASURES
 
     measure = MEASURES[params.metric]
 

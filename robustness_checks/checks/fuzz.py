@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import os
-import unittest
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import torch
-from hypothesis import HealthCheck, Phase, Verbosity, given, seed, settings
-from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
-from torch import nn
 
-from robustness_checks import strategies
-from robustness_checks.checks.base import CheckType
-from robustness_checks.context import CheckContext, check_logits
+from robustness_checks.checks.common.bounds import CheckType
 from robustness_checks.errors import RobustnessError
+from robustness_checks.execution.context import CheckContext, check_logits
+from robustness_checks.execution.seeding import derive_seed
+from robustness_checks.fuzzing import strategies
+from robustness_checks.fuzzing.search import (
+    NamespacedDatabase,
+    PropertyEvaluator,
+    Targets,
+    explore_all,
+    search_one,
+)
+from robustness_checks.fuzzing.strategies import Perturbation
+from robustness_checks.metrics.intervals import clopper_pearson
 from robustness_checks.results import CheckResult, format_number
-from robustness_checks.seeding import derive_seed
 from robustness_checks.spec.schema import CheckSpec, Probability, StrictModel
-from robustness_checks.stats import clopper_pearson
-from robustness_checks.strategies import Perturbation
 
 DEFAULT_INPUTS = 20
 DATABASE_ENV = "ROBUSTNESS_FUZZ_DATABASE"  # a directory, or "none" for no database
@@ -116,97 +119,6 @@ class FuzzCheck(CheckSpec):
         return " + ".join(spec.label() for spec in self.perturbations)
 
 
-@dataclass
-class _Targets:
-    """The fuzzed inputs: dataset indices, inputs, labels and clean predictions."""
-
-    indices: list[int]
-    x: torch.Tensor
-    labels: list[int]
-    predictions: torch.Tensor
-    confidences: torch.Tensor
-
-
-@dataclass(slots=True)
-class _Outcome:
-    holds: bool
-    prediction: int
-    confidence: float
-
-
-@dataclass
-class _Evaluator:
-    """Decides the property for (input, perturbations) pairs, each pair evaluated once."""
-
-    model: nn.Module
-    targets: _Targets
-    bounds: tuple[float, float] | None
-    max_drop: float | None
-    batch_size: int
-    cache: dict[tuple[Any, ...], dict[int, _Outcome]] = field(default_factory=dict)
-
-    def outcomes(
-        self, positions: list[int], perturbations: list[Perturbation]
-    ) -> dict[int, _Outcome]:
-        """The outcome for each input position; the missing ones in batched forward passes."""
-        known = self.cache.setdefault(tuple(p.key for p in perturbations), {})
-        missing = [i for i in positions if i not in known]
-        for start in range(0, len(missing), self.batch_size):
-            self._evaluate(missing[start : start + self.batch_size], perturbations, known)
-        return {i: known[i] for i in positions}
-
-    def forget_all_but(self, positions: Iterable[int]) -> None:
-        """Drop the cached outcomes of every other input (they will not be asked for again)."""
-        keep = set(positions)
-        for known in self.cache.values():
-            for i in [i for i in known if i not in keep]:
-                del known[i]
-
-    @torch.inference_mode()
-    def _evaluate(
-        self, positions: list[int], perturbations: list[Perturbation], known: dict[int, _Outcome]
-    ) -> None:
-        t = self.targets
-        rows = torch.tensor(positions, device=t.x.device)
-        perturbed = strategies.apply_all(perturbations, t.x[rows], self.bounds)
-        probabilities = self.model(perturbed).float().softmax(dim=1)
-        reference = t.predictions[rows]
-        kept = probabilities.gather(1, reference[:, None]).squeeze(1)
-        confidence, prediction = probabilities.max(dim=1)
-        if self.max_drop is None:
-            holds = prediction == reference
-        else:
-            holds = t.confidences[rows] - kept <= self.max_drop
-        values = zip(holds.tolist(), prediction.tolist(), confidence.tolist(), strict=True)
-        for i, (h, p, c) in zip(positions, values, strict=True):
-            known[i] = _Outcome(bool(h), int(p), float(c))
-
-
-class _Namespaced(ExampleDatabase):
-    """One input's share of an example database: keys are prefixed with (check, index)."""
-
-    def __init__(self, inner: ExampleDatabase, namespace: str) -> None:
-        super().__init__()
-        self.inner = inner
-        self.prefix = namespace.encode() + b"\x00"
-
-    def save(self, key: bytes, value: bytes) -> None:
-        self.inner.save(self.prefix + key, value)
-
-    def fetch(self, key: bytes) -> Iterable[bytes]:
-        return self.inner.fetch(self.prefix + key)
-
-    def delete(self, key: bytes, value: bytes) -> None:
-        self.inner.delete(self.prefix + key, value)
-
-    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
-        self.inner.move(self.prefix + src, self.prefix + dest, value)
-
-
-class _Counterexample(Exception):
-    """Raised inside the hypothesis test when the property fails, so hypothesis shrinks it."""
-
-
 def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
     """Search perturbations of each input with hypothesis; report the shrunk failures.
 
@@ -223,7 +135,7 @@ def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
     image_size = (int(x.shape[-2]), int(x.shape[-1])) if x.dim() >= 3 else None
     specs = [spec.as_dict() for spec in params.perturbations]
     strategy = strategies.composition(specs, image_size=image_size)
-    evaluator = _Evaluator(
+    evaluator = PropertyEvaluator(
         context.model,
         targets,
         context.bounds,
@@ -249,83 +161,26 @@ def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
         if database is None:
             return settings(base, phases=phases)
         namespace = f"{context.check_name}/{targets.indices[position]}"
-        return settings(base, phases=phases, database=_Namespaced(database, namespace))
+        return settings(base, phases=phases, database=NamespacedDatabase(database, namespace))
 
     positions = range(len(targets.indices))
     found: dict[int, list[Perturbation]] = {}
     if database is not None:
         for i in positions:
-            replayed = _search(
+            replayed = search_one(
                 strategy, evaluator, i, per_input(i, [Phase.reuse, Phase.shrink]), search_seed
             )
             if replayed is not None:
                 found[i] = replayed
     pending = [i for i in positions if i not in found]
-    first = _explore(strategy, evaluator, pending, base, search_seed) if pending else {}
+    first = explore_all(strategy, evaluator, pending, base, search_seed) if pending else {}
     evaluator.forget_all_but([*found, *first])
     for i, unshrunk in first.items():
         shrink = per_input(i, [Phase.reuse, Phase.generate, Phase.shrink])
-        found[i] = _search(strategy, evaluator, i, shrink, search_seed) or unshrunk
+        found[i] = search_one(strategy, evaluator, i, shrink, search_seed) or unshrunk
     order = sorted(found, key=lambda i: targets.indices[i])
     failures = [_failure_row(evaluator, i, found[i]) for i in order]
     return _result(context, params, targets, failures, search_seed, location)
-
-
-def _explore(
-    strategy: Any,
-    evaluator: _Evaluator,
-    pending: list[int],
-    explore_settings: settings,
-    search_seed: int,
-) -> dict[int, list[Perturbation]]:
-    """The first failing test case of each pending input in one seeded run over all of them."""
-    first: dict[int, list[Perturbation]] = {}
-
-    @explore_settings
-    @seed(search_seed)
-    @given(strategy)
-    def explore(perturbations: list[Perturbation]) -> None:
-        remaining = [i for i in pending if i not in first]
-        if not remaining or all(p.is_identity for p in perturbations):
-            return
-        for i, outcome in evaluator.outcomes(remaining, perturbations).items():
-            if not outcome.holds:
-                first[i] = perturbations
-
-    explore()
-    return first
-
-
-def _search(
-    strategy: Any,
-    evaluator: _Evaluator,
-    position: int,
-    search_settings: settings,
-    search_seed: int,
-) -> list[Perturbation] | None:
-    """The shrunk failing perturbations of one input, or None if the property always held."""
-    failing: list[list[Perturbation]] = []
-
-    # @settings goes outside @seed on purpose: @seed alone switches the database off, and here
-    # the seed makes the generated stream reproducible while the database adds replays of
-    # earlier failures in front of it.
-    @search_settings
-    @seed(search_seed)
-    @given(strategy)
-    def property_holds(perturbations: list[Perturbation]) -> None:
-        if all(p.is_identity for p in perturbations):
-            return
-        if not evaluator.outcomes([position], perturbations)[position].holds:
-            failing.append(perturbations)
-            raise _Counterexample
-
-    try:
-        property_holds()
-    except _Counterexample:
-        return failing[-1]  # hypothesis replays the shrunk example last
-    except unittest.SkipTest:
-        pass  # a replay-only run with nothing in the database has no test case to run
-    return None
 
 
 def _check_inputs(context: CheckContext, params: FuzzCheck, x: torch.Tensor) -> None:
@@ -346,7 +201,7 @@ def _check_inputs(context: CheckContext, params: FuzzCheck, x: torch.Tensor) -> 
 
 
 @torch.inference_mode()
-def _select(context: CheckContext, params: FuzzCheck) -> _Targets:
+def _select(context: CheckContext, params: FuzzCheck) -> Targets:
     """The inputs to fuzz and their clean predictions (first N correct, or the given indices)."""
     examples = context.examples
     if params.indices is not None:
@@ -379,7 +234,7 @@ def _select(context: CheckContext, params: FuzzCheck) -> _Targets:
     indices, x, y, predictions, confidences = (
         torch.cat(column) for column in zip(*parts, strict=True)
     )
-    return _Targets(
+    return Targets(
         indices=indices.tolist(),
         x=x.to(context.device),
         labels=y.tolist(),
@@ -396,7 +251,9 @@ def _database_location(params: FuzzCheck) -> str | None:
     return None if location.strip().lower() in ("", "none", "off", "false") else location
 
 
-def _failure_row(evaluator: _Evaluator, position: int, found: list[Perturbation]) -> dict[str, Any]:
+def _failure_row(
+    evaluator: PropertyEvaluator, position: int, found: list[Perturbation]
+) -> dict[str, Any]:
     t = evaluator.targets
     outcome = evaluator.outcomes([position], found)[position]
     row: dict[str, Any] = {
@@ -420,7 +277,7 @@ def _failure_row(evaluator: _Evaluator, position: int, found: list[Perturbation]
 def _result(
     context: CheckContext,
     params: FuzzCheck,
-    targets: _Targets,
+    targets: Targets,
     failures: list[dict[str, Any]],
     search_seed: int,
     database: str | None,
@@ -476,42 +333,6 @@ def _first_failure(params: FuzzCheck, row: dict[str, Any]) -> str:
     perturbed = f"{row['perturbed_prediction']} (p={row['perturbed_confidence']:.2f})"
     who = f"input {row['index']} (label {row['label']})"
     return f"{who} goes from {clean} to {perturbed} under {under}"
-
-
-def fuzz(
-    model: nn.Module,
-    data: Any,
-    *,
-    perturbations: list[dict[str, Any]],
-    property: str | None = None,
-    max_confidence_drop: float | None = None,
-    inputs: int | None = None,
-    indices: list[int] | None = None,
-    max_examples: int = 200,
-    database: str | Literal[False] | None = None,
-    **options: Any,
-) -> CheckResult:
-    """Fuzz `model` on `data` with hypothesis: the property must hold for every perturbation.
-
-    >>> result = fuzz(model, (x, y), perturbations=[{"kind": "brightness", "max": 0.3}],
-    ...               property="label_invariant", inputs=20)  # doctest: +SKIP
-    >>> assert result, result.message                          # doctest: +SKIP
-    """
-    from robustness_checks.api import run_check  # the API imports the registry, which imports us
-
-    return run_check(
-        "fuzz",
-        model,
-        data,
-        perturbations=perturbations,
-        property=property,
-        max_confidence_drop=max_confidence_drop,
-        inputs=inputs,
-        indices=indices,
-        max_examples=max_examples,
-        database=database,
-        **options,
-    )
 
 
 CHECK = CheckType(

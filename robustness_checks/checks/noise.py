@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.base import CheckType
-from robustness_checks.context import CheckContext
-from robustness_checks.distributed import agree_on_failure, gather_objects
+from robustness_checks.checks.common.bounds import CheckType
 from robustness_checks.errors import RobustnessError
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.distributed import agree_on_failure, gather_objects
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import CheckSpec

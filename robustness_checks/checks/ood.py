@@ -6,12 +6,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.base import CheckType, bounded_result
-from robustness_checks.checks.scored import Probability, ScoredCheck, score_examples
-from robustness_checks.checks.scoring import ScoreName
-from robustness_checks.checks.separation import separation
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.common.bounds import CheckType, bounded_result
+from robustness_checks.checks.common.scored import Probability, ScoredCheck, score_examples
+from robustness_checks.checks.common.scoring import ScoreName
+from robustness_checks.checks.common.separation import separation
 from robustness_checks.errors import RobustnessError
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import DataSpec
 

@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.base import CheckType, bounded_result
-from robustness_checks.checks.scored import Probability, ScoredCheck, score_examples, thinned
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.common.bounds import CheckType, bounded_result
+from robustness_checks.checks.common.scored import Probability, ScoredCheck, score_examples, thinned
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import ranking
+from robustness_checks.metrics.intervals import bootstrap_interval
 from robustness_checks.results import CheckResult, format_number
-from robustness_checks.stats import bootstrap_interval
 
 
 class SelectiveCheck(ScoredCheck):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustness_checks.batching import AdaptiveBatches
+from robustness_checks.execution.batching import AdaptiveBatches
 
 # Elements of the model input per forward pass: keeps memory bounded for large inputs.
 MAX_CHUNK_ELEMENTS = 1 << 24

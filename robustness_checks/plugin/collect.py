@@ -74,7 +74,7 @@ class CheckItem(pytest.Item):
         return self.parent
 
     def runtest(self) -> None:
-        from robustness_checks.runner import emit_warnings, error_result, execute
+        from robustness_checks.checks.runner import emit_warnings, error_result, execute
 
         state = get_session(self.config)
         document = self.spec_file.document

@@ -36,7 +36,7 @@ class Recorder:
         return self.record(run_check(type, model, data, **params))
 
     def __getattr__(self, name: str) -> Any:
-        from robustness_checks.registry import CHECK_TYPES
+        from robustness_checks.checks.registry import CHECK_TYPES
 
         if name in CHECK_TYPES:
             return lambda model, data, **params: self.run(name, model, data, **params)

@@ -17,7 +17,7 @@ class Gate:
     """The baseline and rules of this session (both empty when no comparison was asked for)."""
 
     def __init__(self, config: pytest.Config):
-        from robustness_checks.baseline import BaselineError, load_baseline, parse_rule
+        from robustness_checks.gating.baseline import BaselineError, load_baseline, parse_rule
 
         self.storage = Path(config.rootpath) / config.getoption("robustness_storage")
         reference = config.getoption("robustness_compare")
@@ -44,7 +44,7 @@ class Gate:
 
     def judge(self, record: dict[str, Any]) -> str | None:
         """Annotate `record` with the baseline's value; a message if it regressed."""
-        from robustness_checks.baseline import regression
+        from robustness_checks.gating.baseline import regression
 
         before = self.records.get(record["nodeid"])
         if before is None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from robustness_checks.launch import launched_by_torchrun
+from robustness_checks.execution.launch import launched_by_torchrun
 from robustness_checks.plugin.session import (
     WORKER_OUTPUT_KEY,
     RobustnessSession,
@@ -20,7 +20,7 @@ def pytest_configure(config: pytest.Config) -> None:
     rank, size = 0, 1
     # torch is imported only under torchrun, so plain pytest runs stay light.
     if launched_by_torchrun() and not _is_worker(config):
-        from robustness_checks.distributed import init_from_environment
+        from robustness_checks.execution.distributed import init_from_environment
 
         world = init_from_environment()
         rank, size = world.rank, world.size
@@ -107,7 +107,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         write_html(html_path, document)
     if save_name:
-        from robustness_checks.baseline import save_baseline
+        from robustness_checks.gating.baseline import save_baseline
 
         save_baseline(state.gate.storage, save_name, document)
 

@@ -32,7 +32,7 @@ class RobustnessSession:
     def runtime(self, document: Any) -> Any:
         """The spec's loaded model and data, loaded on first use; a load error is re-raised for
         every check of the spec."""
-        from robustness_checks.runtime import SpecRuntime
+        from robustness_checks.execution.runtime import SpecRuntime
 
         key = document.path.resolve()
         if key not in self._runtimes:

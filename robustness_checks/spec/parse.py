@@ -94,7 +94,7 @@ def parse_spec_text(text: str, path: str | Path = "<spec>") -> SpecDocument:
 
 
 def _validate_checks(entries: Any, lines: LineMap, problems: list[SpecProblem]) -> list[CheckSpec]:
-    from robustness_checks.registry import CHECK_TYPES
+    from robustness_checks.checks.registry import CHECK_TYPES
 
     if not isinstance(entries, list):
         return []

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from robustness_checks.checks.scored import thinned
-from robustness_checks.context import CheckContext
+from robustness_checks.checks.common.scored import thinned
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import ranking
-from robustness_checks.stats import bootstrap_interval
+from robustness_checks.metrics.intervals import bootstrap_interval
 
 BATCH_METRICS = {
     "auroc": ranking.batch_auroc,

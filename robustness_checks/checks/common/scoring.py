@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field
 
-from robustness_checks.context import CheckContext
 from robustness_checks.errors import RobustnessError
 from robustness_checks.examples import Examples
-from robustness_checks.seeding import derive_seed
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.seeding import derive_seed
 from robustness_checks.spec.schema import StrictModel
 
 ScoreName = Literal[
@@ -55,7 +55,7 @@ def probabilities(
     context: CheckContext, x: torch.Tensor, uncertainty: UncertaintySpec, key: object
 ) -> torch.Tensor:
     """Predictive samples (T, n, classes) for `x` from the chosen sampler."""
-    from robustness_checks.uncertainty import predictive_samples
+    from robustness_checks.uncertainty.samplers import predictive_samples
 
     if uncertainty.method == "ensemble" and not context.ensemble:
         raise RobustnessError(
@@ -82,8 +82,8 @@ def scores_and_predictions(
     key: object,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, predicted classes) for every example, on the CPU; scores are float64."""
-    from robustness_checks import scores as score_functions
-    from robustness_checks.uncertainty import MEASURES
+    from robustness_checks.uncertainty import scores as score_functions
+    from robustness_checks.uncertainty.samplers import MEASURES
 
     def score_batch(indices: torch.Tensor, x: torch.Tensor, _: torch.Tensor) -> dict[str, Any]:
         if score in ("energy", "odin"):

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from robustness_checks.seeding import derive_seed
+from robustness_checks.execution.seeding import derive_seed
 
 _GOLDEN = 0x9E3779B97F4A7C15
 _MUL_1 = 0xBF58476D1CE4E5B9

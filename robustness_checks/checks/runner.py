@@ -5,11 +5,11 @@ from __future__ import annotations
 import time
 import warnings
 
-from robustness_checks.context import CheckContext
-from robustness_checks.diagnostics import findings_warnings, watching
-from robustness_checks.distributed import gather_objects, total
+from robustness_checks.checks.registry import check_type
 from robustness_checks.errors import RobustnessWarning
-from robustness_checks.registry import check_type
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.diagnostics import findings_warnings, watching
+from robustness_checks.execution.distributed import gather_objects, total
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
 

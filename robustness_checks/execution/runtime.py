@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from robustness_checks.context import CheckContext
-from robustness_checks.distributed import local_device
 from robustness_checks.examples import Examples
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.distributed import local_device
 from robustness_checks.loading.data import build_data
 from robustness_checks.loading.device import choose_device
 from robustness_checks.loading.models import build_ensemble, build_model
@@ -71,7 +71,7 @@ class SpecRuntime:
         if not self._fingerprints:
             import hashlib
 
-            from robustness_checks.baseline import fingerprint_model, fingerprint_tensors
+            from robustness_checks.gating.baseline import fingerprint_model, fingerprint_tensors
 
             weights = "".join(fingerprint_model(m) for m in [self.model, *self.ensemble])
             self._fingerprints = {

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from robustness_checks.context import CheckContext
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, Comparison
 from robustness_checks.spec.schema import CheckSpec
 

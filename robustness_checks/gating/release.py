@@ -8,11 +8,11 @@ import torch
 from scipy import stats
 from torch import nn
 
-from robustness_checks.context import CheckContext
 from robustness_checks.examples import as_examples
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.loading.device import resolve_device
+from robustness_checks.metrics.intervals import clopper_pearson
 from robustness_checks.results import CheckResult, format_number
-from robustness_checks.stats import clopper_pearson
 
 
 def paired_difference_interval(

@@ -10,12 +10,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from robustness_checks.batching import AdaptiveBatches
-from robustness_checks.counter_random import ExampleStream
-from robustness_checks.distributed import World, agree_on_failure, current_world, gather_batches
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.examples import Examples
-from robustness_checks.seeding import derive_seed, numpy_generator, torch_generator
+from robustness_checks.execution.batching import AdaptiveBatches
+from robustness_checks.execution.distributed import (
+    World,
+    agree_on_failure,
+    current_world,
+    gather_batches,
+)
+from robustness_checks.execution.random_streams import ExampleStream
+from robustness_checks.execution.seeding import derive_seed, numpy_generator, torch_generator
 
 
 class EvaluationCounter:

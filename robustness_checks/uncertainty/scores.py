@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustness_checks.attacks.evaluation import eval_mode
-from robustness_checks.uncertainty import model_device, predictive_entropy
+from robustness_checks.uncertainty.samplers import model_device, predictive_entropy
 
 
 def msp_score(logits: Tensor, temperature: float = 1.0) -> Tensor:

@@ -12,7 +12,7 @@ from robustness_checks.checks import (
     ood,
     selective,
 )
-from robustness_checks.checks.base import CheckType
+from robustness_checks.checks.common.bounds import CheckType
 
 CHECK_TYPES: dict[str, CheckType] = {
     entry.name: entry

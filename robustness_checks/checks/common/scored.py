@@ -8,14 +8,14 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from robustness_checks.checks.scoring import (
+from robustness_checks.checks.common.scoring import (
     ScoreName,
     ScoreOptions,
     UncertaintySpec,
     scores_and_predictions,
 )
-from robustness_checks.context import CheckContext
 from robustness_checks.examples import Examples
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.spec.schema import CheckSpec
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]

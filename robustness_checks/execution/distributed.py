@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 
 from robustness_checks.errors import RobustnessError
-from robustness_checks.launch import launched_by_torchrun
+from robustness_checks.execution.launch import launched_by_torchrun
 
 
 @dataclass(frozen=True)

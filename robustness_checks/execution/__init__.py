@@ -1,0 +1,1 @@
+"""How checks run: the context, batching, random streams, devices across processes, diagnostics."""

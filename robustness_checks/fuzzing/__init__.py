@@ -1,0 +1,1 @@
+"""Hypothesis strategies of input perturbations and the search that shrinks failures."""

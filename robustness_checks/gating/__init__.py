@@ -1,0 +1,1 @@
+"""Release gating: baselines with regression rules, and paired comparison of two models."""

@@ -1,0 +1,1 @@
+"""Uncertainty from predictive samples (softmax, MC dropout, ensembles) and OOD scores."""
