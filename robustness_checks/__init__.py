@@ -85,7 +85,13 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'robustness_checks' has no attribute {name!r}")
+        if name.startswith("_"):
+            raise AttributeError(f"module 'robustness_checks' has no attribute {name!r}")
+        # A check type that an installed package registers has its function too.
+        try:
+            return getattr(importlib.import_module("robustness_checks.api"), name)
+        except AttributeError:
+            raise AttributeError(f"module 'robustness_checks' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value
     return value

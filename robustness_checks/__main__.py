@@ -1,4 +1,4 @@
-"""Command line: `python -m robustness_checks schema` prints the JSON Schema of spec files."""
+"""Command line (`robustness-checks` or `python -m robustness_checks`): schema, validate."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
+    from robustness_checks import __version__
+
     parser = argparse.ArgumentParser(prog="python -m robustness_checks")
+    parser.add_argument("--version", action="version", version=f"robustness-checks {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("schema", help="print the JSON Schema of *.robustness.yaml spec files")
     validate = commands.add_parser("validate", help="validate spec files without running them")

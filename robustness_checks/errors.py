@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+PYTHON_CALL = "<python call>"  # the `path` of a SpecError raised for a Python API call
+
 
 class RobustnessError(Exception):
     """Base class of every error this library raises on purpose."""
@@ -28,8 +30,9 @@ class SpecProblem:
         return ", ".join(parts) + f": {self.message}"
 
 
-class SpecError(RobustnessError):
-    """A spec file that cannot be used; carries every problem found, with its line."""
+class SpecError(RobustnessError, ValueError):
+    """A spec (file or Python call) that cannot be used; carries every problem found, with its
+    line. A ValueError too, so Python callers can catch bad arguments the usual way."""
 
     def __init__(self, path: str, problems: list[SpecProblem]):
         self.path = path
@@ -37,6 +40,10 @@ class SpecError(RobustnessError):
         super().__init__(self.render())
 
     def render(self) -> str:
+        if self.path == PYTHON_CALL:
+            return "invalid check arguments:\n" + "\n".join(
+                f"  {problem.render('').removeprefix(', ')}" for problem in self.problems
+            )
         lines = [f"invalid robustness spec {self.path}:"]
         lines += [f"  {problem.render(self.path)}" for problem in self.problems]
         return "\n".join(lines)

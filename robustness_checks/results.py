@@ -7,7 +7,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
 Comparison = Literal["<=", ">="]
-Outcome = Literal["passed", "failed", "error", "skipped"]
+Outcome = Literal["passed", "failed", "inconclusive", "error", "skipped"]
+
+
+def outcome_of(passed: bool) -> Outcome:
+    """The outcome of a check that measured: passed or failed."""
+    return "passed" if passed else "failed"
 
 
 class ConfidenceInterval(NamedTuple):
@@ -29,7 +34,6 @@ class CheckResult:
     threshold: float | None = None
     ci: tuple[float, float] | None = None
     confidence: float = 0.95
-    passed: bool = True
     outcome: Outcome = "passed"
     evaluations: int = 0
     seconds: float = 0.0
@@ -40,6 +44,11 @@ class CheckResult:
     bound_name: str | None = None  # the spec field of the bound, e.g. "max_drop"
     statement: str | None = None  # replaces the generic "metric = value ..." wording
     warnings: list[str] = field(default_factory=list)  # doubts about the measurement (faults)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the check passed; derived from `outcome`, which is the one thing sites set."""
+        return self.outcome == "passed"
 
     @property
     def statistic(self) -> float:
@@ -87,9 +96,10 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the results file (schema_version 1)."""
         data = asdict(self)
-        data["ci"] = None if self.ci is None else [self.ci[0], self.ci[1]]
         for internal in ("examples", "error", "condition", "bound_name", "statement"):
             data.pop(internal)
+        data["ci"] = None if self.ci is None else [self.ci[0], self.ci[1]]
+        data = {**data, "passed": self.passed, "outcome": data.pop("outcome")}
         if self.error is not None:
             data["error"] = self.error
         data["examples"] = self.examples

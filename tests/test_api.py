@@ -91,7 +91,7 @@ def test_bad_parameters_are_refused_with_the_field() -> None:
     model = digits_cnn()
     with pytest.raises(ValueError, match="bins"):
         robustness_checks.calibration(model, digits_test_set(limit=5), bins=0)
-    with pytest.raises(KeyError, match="known types: adversarial, calibration"):
+    with pytest.raises(robustness_checks.SpecError, match="known types: adversarial, calibration"):
         robustness_checks.run_check("no-such-type", model, digits_test_set(limit=5))
 
 

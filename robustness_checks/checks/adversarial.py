@@ -8,16 +8,14 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import Field, model_validator
 
+from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
-from robustness_checks.checks.common.bounds import CheckType
-from robustness_checks.errors import RobustnessError
+from robustness_checks.checks.common.bounds import check_inside_bounds
+from robustness_checks.checks.common.inputs import pixel_rows
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics.intervals import clopper_pearson
-from robustness_checks.results import CheckResult, format_number
-from robustness_checks.spec.schema import CheckSpec
-
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-SMALL_INPUT = 4096  # inputs up to this many values keep their pixels in `details` for reports
+from robustness_checks.results import CheckResult, format_number, outcome_of
+from robustness_checks.spec.schema import CheckSpec, Probability
 
 
 class AdversarialCheck(CheckSpec):
@@ -71,7 +69,7 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     from robustness_checks.attacks import run_attack
 
     eps = params.attack.eps_list()
-    _check_inside_bounds(context)
+    check_inside_bounds(context)
     wanted = params.failing_examples
 
     def attack(indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -108,19 +106,6 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         found, found.pop("start"), context.examples.y, eps[-1], params.attack.norm, wanted
     )
     return _decide(context, params, eps, tally, failures)
-
-
-def _check_inside_bounds(context: CheckContext) -> None:
-    if context.bounds is None:
-        return
-    lo, hi = context.bounds
-    x = context.examples.x
-    if bool((x < lo).any() or (x > hi).any()):
-        raise RobustnessError(
-            f"the data lies in [{x.min().item():g}, {x.max().item():g}], outside the spec's bounds "
-            f"[{lo:g}, {hi:g}]; set `bounds` to the raw input range (null for unbounded), or "
-            "move normalisation into model.preprocess"
-        )
 
 
 def _failure_candidates(
@@ -170,11 +155,7 @@ def _failure_rows(
                 perturbation.flatten().norm(p=float("inf") if norm == "inf" else 2)
             ),
         }
-        if x.numel() <= SMALL_INPUT:
-            row["shape"] = list(x.shape)
-            row["input"] = [round(v, 5) for v in x.flatten().tolist()]
-            row["perturbation"] = [round(v, 5) for v in perturbation.flatten().tolist()]
-        rows.append(row)
+        rows.append({**row, **pixel_rows(x, adversarial)})
     return rows
 
 
@@ -270,8 +251,7 @@ def _decide(
         threshold=deciding["threshold"],
         ci=tuple(deciding["ci"]),
         confidence=level,
-        passed=passed,
-        outcome="passed" if passed else "failed",
+        outcome=outcome_of(passed),
         examples=n,
         details=details,
         condition=condition,
@@ -284,4 +264,8 @@ CHECK = CheckType(
     params=AdversarialCheck,
     run=run_adversarial,
     summary="accuracy or accuracy drop under FGSM / PGD (L-inf, L2) or random perturbations",
+    metrics={"adversarial_accuracy": "higher", "accuracy_drop": "lower"},
+    plot="robustness_checks.reporting.plots:accuracy_against_eps",
+    docs="adversarial.md",
+    flattened="attack",
 )

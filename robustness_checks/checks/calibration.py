@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.common.bounds import CheckType, bounded_result
+from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.bounds import bounded_result
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import calibration as cal
 from robustness_checks.metrics.intervals import bootstrap_interval
@@ -110,4 +111,7 @@ CHECK = CheckType(
     params=CalibrationCheck,
     run=run_calibration,
     summary="ECE, adaptive ECE, MCE, classwise ECE, Brier score or NLL at most a bound",
+    metrics={metric: "lower" for metric in get_args(CalibrationMetric)},
+    plot="robustness_checks.reporting.plots:reliability_diagram",
+    docs="calibration.md",
 )

@@ -9,11 +9,11 @@ import torch
 from pydantic import Field, model_validator
 from scipy import stats
 
+from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec, NonNegative
-from robustness_checks.checks.common.bounds import CheckType
 from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.results import CheckResult, format_number
+from robustness_checks.results import CheckResult, format_number, outcome_of
 from robustness_checks.spec.schema import CheckSpec
 
 Measure = Literal[
@@ -131,8 +131,7 @@ def _decide(
         comparison="<=",
         threshold=alpha,
         confidence=context.confidence,
-        passed=passed,
-        outcome="passed" if passed else "failed",
+        outcome=outcome_of(passed),
         examples=n,
         details=details,
         statement=statement,
@@ -160,4 +159,7 @@ CHECK = CheckType(
     params=EntropyTrendCheck,
     run=run_entropy_trend,
     summary="uncertainty (entropy, mutual information, ...) rises with attack or noise strength",
+    metrics={"trend_p_value": "lower"},
+    plot="robustness_checks.reporting.plots:measure_against_eps",
+    docs="uncertainty.md",
 )

@@ -6,12 +6,14 @@ from typing import Literal
 
 from pydantic import Field
 
-from robustness_checks.checks.common.bounds import CheckType, bounded_result
-from robustness_checks.checks.common.scored import Probability, ScoredCheck, score_examples
+from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.scored import ScoredCheck, score_examples
 from robustness_checks.checks.common.separation import separation
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult
+from robustness_checks.spec.schema import Probability
 
 
 class FailurePredictionCheck(ScoredCheck):
@@ -57,4 +59,7 @@ CHECK = CheckType(
     params=FailurePredictionCheck,
     run=run_failure_prediction,
     summary="AUPR-error or AUROC of a confidence score at telling errors from correct predictions",
+    metrics={"aupr_error": "higher", "auroc": "higher"},
+    plot="robustness_checks.reporting.plots:roc",
+    docs="uncertainty.md",
 )

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
-from robustness_checks.checks.common.bounds import CheckType
+from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.bounds import check_inside_bounds
+from robustness_checks.checks.common.inputs import (
+    SMALL_INPUT,
+    SelectsInputs,
+    pixel_rows,
+    selected_inputs,
+)
 from robustness_checks.errors import RobustnessError
-from robustness_checks.execution.context import CheckContext, check_logits
+from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.seeding import derive_seed
 from robustness_checks.fuzzing import strategies
 from robustness_checks.fuzzing.search import (
@@ -25,13 +32,12 @@ from robustness_checks.fuzzing.search import (
 )
 from robustness_checks.fuzzing.strategies import Perturbation
 from robustness_checks.metrics.intervals import clopper_pearson
-from robustness_checks.results import CheckResult, format_number
-from robustness_checks.spec.schema import CheckSpec, Probability, StrictModel
+from robustness_checks.results import CheckResult, format_number, outcome_of
+from robustness_checks.spec.schema import Probability, StrictModel
 
 DEFAULT_INPUTS = 20
 DATABASE_ENV = "ROBUSTNESS_FUZZ_DATABASE"  # a directory, or "none" for no database
 DEFAULT_DATABASE = Path(".hypothesis") / "robustness"
-SMALL_INPUT = 4096  # inputs up to this many values keep their pixels in `details` for reports
 NonNegative = Annotated[float, Field(ge=0.0)]
 
 # The property calls the model, so a slow draw is usually device warm-up or a garbage collection
@@ -74,8 +80,10 @@ class PerturbationSpec(StrictModel):
         return " ".join([self.kind, *(f"{k} {format_number(v)}" for k, v in self.budget().items())])
 
 
-class FuzzCheck(CheckSpec):
+class FuzzCheck(SelectsInputs):
     """Parameters of a `fuzz` check."""
+
+    default_inputs: ClassVar[int] = DEFAULT_INPUTS
 
     type: Literal["fuzz"]
     perturbations: list[PerturbationSpec] = Field(
@@ -86,13 +94,6 @@ class FuzzCheck(CheckSpec):
     )
     max_confidence_drop: Probability | None = Field(
         None, description="the probability of the clean prediction falls by at most this"
-    )
-    inputs: PositiveInt | None = Field(
-        None,
-        description=f"fuzz the first N correctly classified examples (default {DEFAULT_INPUTS})",
-    )
-    indices: list[NonNegativeInt] | None = Field(
-        None, min_length=1, description="fuzz these examples instead"
     )
     max_examples: PositiveInt = Field(200, description="hypothesis test cases per input")
     database: str | Literal[False] | None = Field(
@@ -108,8 +109,6 @@ class FuzzCheck(CheckSpec):
                 "give property: label_invariant or max_confidence_drop, not both (one property "
                 "per check)"
             )
-        if self.inputs is not None and self.indices is not None:
-            raise ValueError("give inputs (first N correctly classified) or indices, not both")
         return self
 
     def property_name(self) -> str:
@@ -190,56 +189,24 @@ def _check_inputs(context: CheckContext, params: FuzzCheck, x: torch.Tensor) -> 
             f"{', '.join(sorted(images))} perturbations need image inputs (C, H, W) or (H, W); "
             f"the data has inputs of shape {tuple(x.shape[1:])}"
         )
-    if context.bounds is not None and len(x):
-        lo, hi = context.bounds
-        if bool((x < lo).any() or (x > hi).any()):
-            raise RobustnessError(
-                f"the data lies in [{x.min().item():g}, {x.max().item():g}], outside the spec's "
-                f"bounds [{lo:g}, {hi:g}]; set `bounds` to the raw input range (null for "
-                "unbounded), or move normalisation into model.preprocess"
-            )
+    check_inside_bounds(context)
 
 
 @torch.inference_mode()
 def _select(context: CheckContext, params: FuzzCheck) -> Targets:
     """The inputs to fuzz and their clean predictions (first N correct, or the given indices)."""
-    examples = context.examples
-    if params.indices is not None:
-        bad = [i for i in params.indices if i >= len(examples)]
-        if bad:
-            raise RobustnessError(
-                f"indices {bad} are out of range: the data has {len(examples)} examples"
-            )
-        order, wanted = torch.tensor(params.indices), len(params.indices)
-    else:
-        order, wanted = torch.arange(len(examples)), params.inputs or DEFAULT_INPUTS
-    parts: list[tuple[torch.Tensor, ...]] = []
-    found = 0
-    for start in range(0, len(order), examples.batch_size):
-        positions = order[start : start + examples.batch_size]
-        x, y = examples.x[positions], examples.y[positions]
-        logits = context.model(x.to(context.device)).float()
-        check_logits(logits, len(x))
-        confidence, prediction = logits.softmax(dim=1).cpu().max(dim=1)
-        keep = torch.ones_like(y, dtype=torch.bool) if params.indices else prediction == y
-        keep &= torch.cumsum(keep.long(), 0) <= wanted - found
-        parts.append((positions[keep], x[keep], y[keep], prediction[keep], confidence[keep]))
-        found += int(keep.sum())
-        if found >= wanted:
-            break
-    if found == 0:
-        raise RobustnessError(
-            "no correctly classified example to fuzz; check the model and data, or give indices"
-        )
-    indices, x, y, predictions, confidences = (
-        torch.cat(column) for column in zip(*parts, strict=True)
+    indices = selected_inputs(context, params)
+    x, y = context.examples.x[indices].to(context.device), context.examples.y[indices]
+    logits = torch.cat(
+        [context.model(part).float() for part in x.split(context.examples.batch_size)]
     )
+    confidences, predictions = logits.softmax(dim=1).max(dim=1)
     return Targets(
-        indices=indices.tolist(),
-        x=x.to(context.device),
+        indices=indices,
+        x=x,
         labels=y.tolist(),
-        predictions=predictions.to(context.device),
-        confidences=confidences.to(context.device),
+        predictions=predictions,
+        confidences=confidences,
     )
 
 
@@ -268,9 +235,7 @@ def _failure_row(
     clean = t.x[position : position + 1]
     if clean.numel() <= SMALL_INPUT:
         perturbed = strategies.apply_all(found, clean, evaluator.bounds)
-        row["shape"] = list(clean.shape[1:])
-        row["input"] = [round(v, 5) for v in clean.flatten().tolist()]
-        row["perturbation"] = [round(v, 5) for v in (perturbed - clean).flatten().tolist()]
+        row.update(pixel_rows(clean[0], perturbed[0]))
     return row
 
 
@@ -317,8 +282,7 @@ def _result(
         threshold=0.0,
         ci=clopper_pearson(failing, fuzzed, context.confidence),
         confidence=context.confidence,
-        passed=passed,
-        outcome="passed" if passed else "failed",
+        outcome=outcome_of(passed),
         examples=fuzzed,
         details=details,
         statement=statement,
@@ -341,4 +305,6 @@ CHECK = CheckType(
     run=run_fuzz,
     summary="a property (label unchanged, bounded confidence drop) holds under every perturbation "
     "hypothesis finds within a budget; failures are shrunk",
+    metrics={"failing_inputs": "lower"},
+    docs="fuzz.md",
 )

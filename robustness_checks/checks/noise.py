@@ -3,48 +3,38 @@ error, at most a bound."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
-from robustness_checks.checks.common.bounds import CheckType
-from robustness_checks.errors import RobustnessError
+from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.inputs import SelectsInputs, selected_inputs
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import agree_on_failure, gather_objects
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
-from robustness_checks.results import CheckResult, format_number
-from robustness_checks.spec.schema import CheckSpec
+from robustness_checks.results import CheckResult, format_number, outcome_of
 
 
-class NoiseCheck(CheckSpec):
+class NoiseCheck(SelectsInputs):
     """Parameters of a `noise` check."""
+
+    default_inputs: ClassVar[int] = 10
 
     type: Literal["noise"]
     sigma: Annotated[float, Field(gt=0.0, description="noise standard deviation (raw inputs)")]
     estimator: Literal["importance", "splitting", "mc"] = DEFAULT_ESTIMATOR
     relative_error: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-    inputs: Annotated[int, Field(ge=1)] | None = Field(
-        None, description="first N correctly classified examples (default 10)"
-    )
-    indices: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=1)
     max_evaluations: Annotated[int, Field(ge=100, description="budget per input")] = 20000
     max_probability: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     clip: bool = Field(False, description="clip noisy inputs to the spec's bounds")
     batch_size: Annotated[int, Field(ge=1)] = 1024
-
-    @model_validator(mode="after")
-    def _one_selection(self) -> NoiseCheck:
-        if self.inputs is not None and self.indices is not None:
-            raise ValueError("give inputs (first N correctly classified) or indices, not both")
-        return self
 
 
 def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
     """Estimate each selected input's failure probability and apply the decision rule."""
     from robustness_checks.failure_probability import estimate_failure_probability
 
-    chosen = _select(context, params)
+    chosen = selected_inputs(context, params)
     world = context.world
     rows, failure = [], None
     try:
@@ -70,26 +60,6 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
         failure = error
     agree_on_failure(failure, world)
     return _decide(context, params, gather_objects(rows, world))
-
-
-def _select(context: CheckContext, params: NoiseCheck) -> list[int]:
-    count = len(context.examples)
-    if params.indices is not None:
-        outside = [i for i in params.indices if i >= count]
-        if outside:
-            raise RobustnessError(f"indices {outside} are outside the {count} examples")
-        return list(params.indices)
-    wanted = params.inputs or 10
-    chosen: list[int] = []
-    with torch.no_grad():
-        for part, x, y in context.examples.batches(context.device):
-            right = (context.model(x).argmax(dim=1) == y).nonzero().flatten().cpu()
-            chosen += [part.start + int(i) for i in right[: wanted - len(chosen)]]
-            if len(chosen) >= wanted:
-                break
-    if not chosen:
-        raise RobustnessError("the model classifies none of the examples correctly")
-    return chosen
 
 
 def _row(index: int, label: int, estimate: Any, bound: float | None) -> dict[str, Any]:
@@ -166,8 +136,7 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
         threshold=bound,
         ci=(float(worst["ci"][0]), float(worst["ci"][1])),
         confidence=context.confidence,
-        passed=passed,
-        outcome="passed" if passed else "failed",
+        outcome=outcome_of(passed),
         examples=len(rows),
         statement=statement,
         details={
@@ -186,4 +155,7 @@ CHECK = CheckType(
     params=NoiseCheck,
     run=run_noise,
     summary="P(misclassified under Gaussian noise), by importance sampling, splitting or MC",
+    metrics={"probability": "lower", "log10_probability": "lower"},
+    plot="robustness_checks.reporting.plots:noise_convergence",
+    docs="noise.md",
 )

@@ -6,14 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.common.bounds import CheckType, bounded_result
-from robustness_checks.checks.common.scored import Probability, ScoredCheck, score_examples
+from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.scored import ScoredCheck, score_examples
 from robustness_checks.checks.common.scoring import ScoreName
 from robustness_checks.checks.common.separation import separation
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult
-from robustness_checks.spec.schema import DataSpec
+from robustness_checks.spec.schema import DataSpec, Probability
 
 
 class OODCheck(ScoredCheck):
@@ -66,4 +67,8 @@ CHECK = CheckType(
     params=OODCheck,
     run=run_ood,
     summary="AUROC, AUPR or FPR at 95% TPR of a score at detecting out-of-distribution inputs",
+    metrics={"auroc": "higher", "aupr": "higher", "fpr95": "lower"},
+    plot="robustness_checks.reporting.plots:roc",
+    data_fields=("ood_data",),
+    docs="uncertainty.md",
 )

@@ -56,7 +56,6 @@ def error_result(
         metric=getattr(params, "metric", params.type),
         value=float("nan"),
         confidence=confidence,
-        passed=False,
         outcome="error",
         evaluations=evaluations,
         seconds=seconds,

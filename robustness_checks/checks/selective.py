@@ -7,12 +7,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.common.bounds import CheckType, bounded_result
-from robustness_checks.checks.common.scored import Probability, ScoredCheck, score_examples, thinned
+from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.scored import ScoredCheck, score_examples, thinned
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import ranking
 from robustness_checks.metrics.intervals import bootstrap_interval
 from robustness_checks.results import CheckResult, format_number
+from robustness_checks.spec.schema import Probability
 
 
 class SelectiveCheck(ScoredCheck):
@@ -93,4 +95,7 @@ CHECK = CheckType(
     params=SelectiveCheck,
     run=run_selective,
     summary="accuracy at a coverage, or AURC, when abstaining on the most uncertain inputs",
+    metrics={"accuracy_at_coverage": "higher", "aurc": "lower", "e_aurc": "lower"},
+    plot="robustness_checks.reporting.plots:risk_coverage",
+    docs="uncertainty.md",
 )

@@ -9,9 +9,9 @@ import torch
 from robustness_checks.failure_probability.margin import MarginOracle
 from robustness_checks.failure_probability.result import (
     NoiseEstimate,
-    clopper_pearson,
     history_point,
 )
+from robustness_checks.metrics.intervals import clopper_pearson
 
 
 def next_batch(done: int, batch_size: int, remaining: int) -> int:

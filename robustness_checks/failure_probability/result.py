@@ -54,16 +54,6 @@ def lognormal_interval(
     return math.exp(log_p - spread), min(1.0, math.exp(log_p + spread))
 
 
-def clopper_pearson(failures: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Exact two-sided binomial interval (scipy's binomtest); (0, 1) without trials."""
-    if trials <= 0:
-        return 0.0, 1.0
-    ci = stats.binomtest(failures, trials).proportion_ci(
-        confidence_level=confidence, method="exact"
-    )
-    return float(ci.low), float(ci.high)
-
-
 def history_point(
     evaluations: int, log_p: float, relative_error: float, ci: tuple[float, float]
 ) -> dict[str, Any]:
@@ -109,15 +99,17 @@ def from_log(
     ci: tuple[float, float],
     *,
     target: float,
+    reliable: bool = True,
     **fields: Any,
 ) -> NoiseEstimate:
-    """A result from a natural-log probability; converged when RE reached `target`."""
+    """A result from a natural-log probability; converged when RE reached `target` and the
+    estimator's own diagnostics call its error estimate `reliable`."""
     return NoiseEstimate(
         estimator=estimator,
         probability=math.exp(log_p),
         log10_probability=log_p / math.log(10),
         relative_error=relative_error,
         ci=ci,
-        converged=relative_error <= target,
+        converged=reliable and relative_error <= target,
         **fields,
     )

@@ -12,12 +12,12 @@ from torch import Tensor
 from robustness_checks.failure_probability.margin import MarginOracle
 from robustness_checks.failure_probability.result import (
     NoiseEstimate,
-    clopper_pearson,
     from_log,
     history_point,
     lognormal_interval,
     no_failure,
 )
+from robustness_checks.metrics.intervals import clopper_pearson
 
 # Samples per level are capped so that one level's states stay within this many elements.
 MAX_STATE_ELEMENTS = 1 << 26
@@ -292,7 +292,8 @@ def splitting(
         log_p,
         error,
         lognormal_interval(log_p, error, confidence),
-        target=relative_error if len(runs) >= min_runs or len(runs[0].levels) == 1 else -1.0,
+        target=relative_error,
+        reliable=len(runs) >= min_runs or len(runs[0].levels) == 1,
         confidence=confidence,
         evaluations=oracle.evaluations,
         ess=None,

@@ -13,23 +13,6 @@ from robustness_checks.errors import RobustnessError
 from robustness_checks.reporting.atomic import write_text_atomic
 from robustness_checks.results import format_number
 
-# Metrics where lower is better when a result carries no bound to tell.
-LOWER_IS_BETTER = {
-    "ece",
-    "ace",
-    "mce",
-    "classwise_ece",
-    "brier",
-    "nll",
-    "accuracy_drop",
-    "aurc",
-    "e_aurc",
-    "fpr95",
-    "probability",
-    "log10_probability",
-    "failing_inputs",
-    "trend_p_value",
-}
 _RULE = re.compile(r"^(?P<key>[^:]+):(?P<op>[+x*])?(?P<amount>[0-9.eE+-]+)(?P<percent>%)?$")
 
 
@@ -168,13 +151,11 @@ def regression(record: dict[str, Any], baseline: dict[str, Any], rules: list[Rul
 
 
 def _lower_is_better(record: dict[str, Any]) -> bool | None:
+    """From the result's own bound, else from its check type's record of metric directions."""
     if record.get("comparison") == "<=":
         return True
     if record.get("comparison") == ">=":
         return False
-    metric = record.get("metric")
-    if metric in LOWER_IS_BETTER:
-        return True
-    if metric in {"auroc", "aupr", "aupr_error", "adversarial_accuracy", "accuracy_at_coverage"}:
-        return False
-    return None
+    from robustness_checks.checks.registry import lower_is_better
+
+    return lower_is_better(record.get("type"), record.get("metric"))

@@ -12,7 +12,7 @@ from robustness_checks.examples import as_examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.metrics.intervals import clopper_pearson
-from robustness_checks.results import CheckResult, format_number
+from robustness_checks.results import CheckResult, format_number, outcome_of
 
 
 def paired_difference_interval(
@@ -81,8 +81,7 @@ def compare_accuracy(
         threshold=-max_loss,
         ci=ci,
         confidence=confidence,
-        passed=passed,
-        outcome="passed" if passed else "failed",
+        outcome=outcome_of(passed),
         examples=total,
         statement=statement,
         details={

@@ -39,8 +39,8 @@ def bootstrap_interval(
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Exact two-sided binomial interval for successes / trials."""
-    if trials == 0:
+    """Exact two-sided binomial interval for successes / trials; (0, 1) without trials."""
+    if trials <= 0:
         return 0.0, 1.0
     interval = stats.binomtest(successes, trials).proportion_ci(
         confidence_level=confidence, method="exact"

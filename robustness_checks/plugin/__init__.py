@@ -8,6 +8,7 @@ from robustness_checks.plugin.hooks import (
     pytest_runtestloop,
     pytest_sessionfinish,
     pytest_terminal_summary,
+    pytest_unconfigure,
 )
 from robustness_checks.plugin.options import pytest_addoption
 
@@ -19,5 +20,6 @@ __all__ = [
     "pytest_runtestloop",
     "pytest_sessionfinish",
     "pytest_terminal_summary",
+    "pytest_unconfigure",
     "robustness",
 ]

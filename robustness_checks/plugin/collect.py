@@ -54,6 +54,10 @@ class SpecFile(pytest.File):
         for index, check in enumerate(self.document.spec.checks):
             item = CheckItem.from_parent(self, name=check.name, check=check, index=index)
             item.add_marker("robustness")
+            # `-k adversarial` or `-k ece` selects by check type and metric, not only by name.
+            item.extra_keyword_matches.update(
+                word for word in (check.type, getattr(check, "metric", None)) if word
+            )
             for mark in check.marks:
                 item.add_marker(mark)
             yield item

@@ -36,11 +36,24 @@ class Recorder:
         return self.record(run_check(type, model, data, **params))
 
     def __getattr__(self, name: str) -> Any:
+        """`robustness.<type>(...)`: the library's check function (same arguments), recorded."""
+        import functools
+
+        from robustness_checks import api
         from robustness_checks.checks.registry import CHECK_TYPES
 
-        if name in CHECK_TYPES:
-            return lambda model, data, **params: self.run(name, model, data, **params)
-        raise AttributeError(f"'robustness' fixture has no attribute {name!r}")
+        if name not in CHECK_TYPES:
+            known = ", ".join(sorted(CHECK_TYPES))
+            raise AttributeError(
+                f"'robustness' fixture has no attribute {name!r}; check types: {known}"
+            )
+        function = getattr(api, name)
+
+        @functools.wraps(function)
+        def run_and_record(*args: Any, **kwargs: Any) -> Any:
+            return self.record(function(*args, **kwargs))
+
+        return run_and_record
 
 
 @pytest.fixture

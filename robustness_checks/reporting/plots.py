@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Callable
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -19,7 +18,10 @@ def plot_for(record: Record) -> str | None:
     """The SVG plot of a result record, or None when its type has none (or it errored)."""
     if record.get("outcome") == "error":
         return None
-    plotter = PLOTTERS.get(record.get("type", ""))
+    from robustness_checks.checks.registry import CHECK_TYPES
+
+    entry = CHECK_TYPES.get(record.get("type", ""))
+    plotter = None if entry is None else entry.plotter()
     if plotter is None:
         return None
     figure = plotter(record)
@@ -265,14 +267,3 @@ def _image(values: list[float], shape: list[int]) -> list[list[float]]:
         ]
         for y in range(height)
     ]
-
-
-PLOTTERS: dict[str, Callable[[Record], Figure | None]] = {
-    "calibration": reliability_diagram,
-    "adversarial": accuracy_against_eps,
-    "noise": noise_convergence,
-    "entropy_trend": measure_against_eps,
-    "selective": risk_coverage,
-    "ood": roc,
-    "failure_prediction": roc,
-}

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from robustness_checks.errors import SpecError, SpecProblem
+from robustness_checks.errors import PYTHON_CALL, SpecError, SpecProblem
 from robustness_checks.spec.schema import CheckSpec, Spec, SpecTop
 from robustness_checks.spec.yaml_lines import LineMap, Location, load_yaml_with_lines
 
@@ -93,8 +93,20 @@ def parse_spec_text(text: str, path: str | Path = "<spec>") -> SpecDocument:
     return SpecDocument(path=path, spec=spec, lines=lines, sha256=digest)
 
 
+def validate_check(entry: dict[str, Any]) -> CheckSpec:
+    """One check's parameters given from Python, validated as a spec entry is: a SpecError (a
+    ValueError) with the same messages as for YAML (field, what is allowed, did-you-mean)."""
+    problems: list[SpecProblem] = []
+    checks = _validate_checks([entry], LineMap(), problems)
+    if problems:
+        for problem in problems:
+            problem.line = None
+        raise SpecError(PYTHON_CALL, problems)
+    return checks[0]
+
+
 def _validate_checks(entries: Any, lines: LineMap, problems: list[SpecProblem]) -> list[CheckSpec]:
-    from robustness_checks.checks.registry import CHECK_TYPES
+    from robustness_checks.checks.registry import CHECK_TYPES, unknown_type_message
 
     if not isinstance(entries, list):
         return []
@@ -121,12 +133,11 @@ def _validate_checks(entries: Any, lines: LineMap, problems: list[SpecProblem]) 
                 )
             )
             continue
-        if kind not in CHECK_TYPES:
-            hint = _did_you_mean(str(kind), CHECK_TYPES)
+        if not isinstance(kind, str) or kind not in CHECK_TYPES:
             problems.append(
                 _locate(
                     (*where, "type"),
-                    f"unknown check type {kind!r}{hint}; known types: {known}",
+                    unknown_type_message(kind),
                     lines,
                     check=check_name,
                     field="type",

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, WithJsonSchema, field_validator
 
 from robustness_checks.spec.schema import StrictModel
 
 NonNegative = Annotated[float, Field(ge=0.0)]
+# Validated as "inf" or "2" after normalising; the JSON Schema lists every spelling accepted.
+NORM_SPELLINGS = ["inf", "linf", "Linf", "infinity", "2", "l2", "L2", "2.0"]
+NormField = Annotated[
+    Literal["inf", "2"],
+    WithJsonSchema({"anyOf": [{"enum": NORM_SPELLINGS}, {"enum": [2, 2.0]}]}),
+]
 METHOD_LABELS = {
     "fgsm": "FGSM",
     "pgd": "PGD",
@@ -21,7 +27,7 @@ class AttackSpec(StrictModel):
     """How inputs are perturbed: an attack (fgsm, pgd) or a random baseline (uniform, gaussian)."""
 
     method: Literal["fgsm", "pgd", "uniform", "gaussian"] = "pgd"
-    norm: Literal["inf", "2"] = Field("inf", description="inf or 2 (also linf, l2)")
+    norm: NormField = Field("inf", description="inf or 2 (also linf, l2)")
     eps: NonNegative | list[NonNegative] | None = Field(
         None, description="perturbation size, or a list: one run, every eps"
     )

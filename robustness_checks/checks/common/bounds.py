@@ -1,24 +1,13 @@
-"""What a check type is (`CheckType`) and the shared helpers that turn measurements into results."""
+"""Shared result helpers: a bounded result from a point estimate, and the data-in-bounds check."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.results import CheckResult, Comparison
+from robustness_checks.results import CheckResult, Comparison, outcome_of
 from robustness_checks.spec.schema import CheckSpec
-
-
-@dataclass(frozen=True)
-class CheckType:
-    """A registry entry: the `type` name, its parameter model and the function that runs it."""
-
-    name: str
-    params: type[CheckSpec]
-    run: Callable[[CheckContext, Any], CheckResult]
-    summary: str
 
 
 def bounded_result(
@@ -52,10 +41,23 @@ def bounded_result(
         threshold=threshold,
         ci=ci,
         confidence=context.confidence,
-        passed=bool(passed),
-        outcome="passed" if passed else "failed",
+        outcome=outcome_of(bool(passed)),
         examples=examples,
         details=details or {},
         condition=condition,
         bound_name=bound_name,
     )
+
+
+def check_inside_bounds(context: CheckContext) -> None:
+    """Raise unless every input lies within the spec's `bounds` (perturbations clip to them)."""
+    if context.bounds is None or not len(context.examples):
+        return
+    lo, hi = context.bounds
+    x = context.examples.x
+    if bool((x < lo).any() or (x > hi).any()):
+        raise RobustnessError(
+            f"the data lies in [{x.min().item():g}, {x.max().item():g}], outside the spec's bounds "
+            f"[{lo:g}, {hi:g}]; set `bounds` to the raw input range (null for unbounded), or "
+            "move normalisation into model.preprocess"
+        )

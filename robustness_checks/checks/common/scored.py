@@ -18,7 +18,6 @@ from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.spec.schema import CheckSpec
 
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 CURVE_POINTS = 200
 
 
