@@ -82,6 +82,7 @@ def run_check(
         precision=precision,
         channels_last=channels_last,
     )
+    context.decision = spec.decision or "point"
     result = execute(context, spec)
     emit_warnings(result)
     return result

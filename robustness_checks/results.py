@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
 Comparison = Literal["<=", ">="]
+Decision = Literal["point", "strict", "lenient"]
 Outcome = Literal["passed", "failed", "inconclusive", "error", "skipped"]
 
 
@@ -35,6 +36,7 @@ class CheckResult:
     ci: tuple[float, float] | None = None
     confidence: float = 0.95
     outcome: Outcome = "passed"
+    decision: Decision = "point"  # the rule that turned value and interval into the outcome
     evaluations: int = 0
     seconds: float = 0.0
     examples: int = 0
@@ -44,11 +46,15 @@ class CheckResult:
     bound_name: str | None = None  # the spec field of the bound, e.g. "max_drop"
     statement: str | None = None  # replaces the generic "metric = value ..." wording
     warnings: list[str] = field(default_factory=list)  # doubts about the measurement (faults)
+    note: str | None = None  # appended to the message, e.g. what would settle an inconclusive
 
     @property
     def passed(self) -> bool:
-        """Whether the check passed; derived from `outcome`, which is the one thing sites set."""
-        return self.outcome == "passed"
+        """Whether the check passed; derived from `outcome` and `decision`, the one place: an
+        inconclusive result passes under the lenient rule only."""
+        return self.outcome == "passed" or (
+            self.outcome == "inconclusive" and self.decision == "lenient"
+        )
 
     @property
     def statistic(self) -> float:
@@ -78,13 +84,19 @@ class CheckResult:
         if self.comparison is not None and self.threshold is not None:
             upper = self.comparison == "<="
             bound = self.bound_name or ("max" if upper else "min")
-            if upper:
-                verb = "is within" if self.passed else "exceeds"
+            if self.outcome == "inconclusive":
+                verb = "is not settled against"
+            elif upper:
+                verb = "is within" if self.outcome == "passed" else "exceeds"
             else:
-                verb = "meets" if self.passed else "is below"
+                verb = "meets" if self.outcome == "passed" else "is below"
             text += f" {verb} {bound} {format_number(self.threshold)}"
         if self.examples:
             text += f" on {self.examples} examples"
+        if self.decision != "point":
+            text += f" [decision {self.decision}]"
+        if self.note:
+            text += f"; {self.note}"
         return text
 
     def __repr__(self) -> str:
@@ -96,7 +108,7 @@ class CheckResult:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the results file (schema_version 1)."""
         data = asdict(self)
-        for internal in ("examples", "error", "condition", "bound_name", "statement"):
+        for internal in ("examples", "error", "condition", "bound_name", "statement", "note"):
             data.pop(internal)
         data["ci"] = None if self.ci is None else [self.ci[0], self.ci[1]]
         data = {**data, "passed": self.passed, "outcome": data.pop("outcome")}

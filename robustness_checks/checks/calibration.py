@@ -12,12 +12,21 @@ from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import calibration as cal
+from robustness_checks.metrics.calibration_bias import (
+    calibration_interval,
+    ece_debiased,
+    smooth_ece,
+)
 from robustness_checks.metrics.intervals import bootstrap_interval
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
 
-CalibrationMetric = Literal["ece", "ace", "mce", "classwise_ece", "brier", "nll"]
-_PROBABILITY_SCALE = {"ece", "ace", "mce", "classwise_ece"}
+CalibrationMetric = Literal[
+    "ece", "ace", "mce", "classwise_ece", "ece_debiased", "smece", "brier", "nll"
+]
+_PROBABILITY_SCALE = {"ece", "ace", "mce", "classwise_ece", "ece_debiased", "smece"}
+# Binned top-label errors whose interval bounds the true error, not the biased estimate's mean.
+_BIAS_AWARE = {"ece", "ace"}
 
 
 class CalibrationCheck(CheckSpec):
@@ -52,13 +61,29 @@ def run_calibration(context: CheckContext, params: CalibrationCheck) -> CheckRes
         params, probabilities, labels, confidence, correct, log_probabilities
     )
     value = float(statistic(*samples))
-    ci = bootstrap_interval(
-        statistic,
-        samples,
-        confidence=context.confidence,
-        rng=context.numpy_rng("bootstrap"),
-        resamples=params.bootstrap,
-    )
+    if params.metric in _BIAS_AWARE and params.bootstrap >= 2:
+        # Bounds on the population error: the plug-in is biased upwards on finite samples, so
+        # a percentile interval of it would fail perfectly calibrated models (docs/decisions.md).
+        bounds = calibration_interval(
+            confidence,
+            correct,
+            params.metric,
+            confidence_level=context.confidence,
+            rng=context.numpy_rng("bootstrap"),
+            resamples=params.bootstrap,
+            bins=params.bins,
+        )
+        ci: tuple[float, float] | None = (bounds.low, bounds.high)
+        debiased = {"debiased": bounds.statistic, "null_mean": bounds.null_mean}
+    else:
+        ci = bootstrap_interval(
+            statistic,
+            samples,
+            confidence=context.confidence,
+            rng=context.numpy_rng("bootstrap"),
+            resamples=params.bootstrap,
+        )
+        debiased = {}
     details: dict[str, Any] = {
         "accuracy": float(correct.mean()),
         "mean_confidence": float(confidence.mean()),
@@ -66,6 +91,10 @@ def run_calibration(context: CheckContext, params: CalibrationCheck) -> CheckRes
             confidence, correct, params.bins, equal_mass=params.metric == "ace"
         ),
         "bin_rule": "equal-mass" if params.metric == "ace" else "equal-width (lo, hi]",
+        "interval": "bias-aware (consistency resampling + bootstrap)"
+        if debiased
+        else "percentile bootstrap",
+        **debiased,
     }
     return bounded_result(
         context,
@@ -92,6 +121,10 @@ def _statistic(
         return (lambda c, k: cal.expected_calibration_error(c, k, bins)), [confidence, correct]
     if params.metric == "ace":
         return (lambda c, k: cal.adaptive_calibration_error(c, k, bins)), [confidence, correct]
+    if params.metric == "ece_debiased":
+        return (lambda c, k: ece_debiased(c, k, bins)), [confidence, correct]
+    if params.metric == "smece":
+        return smooth_ece, [confidence, correct]
     if params.metric == "mce":
         return (lambda c, k: cal.maximum_calibration_error(c, k, bins)), [confidence, correct]
     if params.metric == "classwise_ece":
@@ -110,7 +143,7 @@ CHECK = CheckType(
     name="calibration",
     params=CalibrationCheck,
     run=run_calibration,
-    summary="ECE, adaptive ECE, MCE, classwise ECE, Brier score or NLL at most a bound",
+    summary="ECE (plug-in, adaptive, max, classwise, debiased, smooth), Brier or NLL under a bound",
     metrics={metric: "lower" for metric in get_args(CalibrationMetric)},
     plot="robustness_checks.reporting.plots:reliability_diagram",
     docs="calibration.md",

@@ -13,7 +13,7 @@ from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec, NonNegative
 from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.results import CheckResult, format_number, outcome_of
+from robustness_checks.results import CheckResult, Outcome, format_number
 from robustness_checks.spec.schema import CheckSpec
 
 Measure = Literal[
@@ -90,6 +90,12 @@ def _decide(
     backwards = [i for i, step in enumerate(steps) if step < -params.tolerance]
     trend_ok = p_value <= alpha
     passed = bool(trend_ok and not backwards)
+    outcome: Outcome = "passed" if passed else "failed"
+    opposite_p = trend_test(ordered[:, ::-1])[2]
+    if context.decision != "point" and not passed:
+        # With a rule: failed only when the opposite trend is significant; otherwise the data
+        # do not settle it (strict fails such a check, lenient passes it with a warning).
+        outcome = "failed" if opposite_p <= alpha else "inconclusive"
     eps_text = ", ".join(format_number(e) for e in params.eps)
     means_text = ", ".join(format_number(m) for m in means)
     if passed:
@@ -114,6 +120,7 @@ def _decide(
         "test": test_name,
         "statistic": statistic,
         "p_value": p_value,
+        "opposite_p_value": opposite_p,
         "tolerance": params.tolerance,
         "attack": {**params.attack.model_dump(), "label": params.attack.label()},
         "uncertainty": params.uncertainty.model_dump(),
@@ -123,6 +130,13 @@ def _decide(
         f"p = {format_number(p_value)}, needs <= {format_number(alpha)}; "
         f"{params.attack.label()}, {params.uncertainty.method})"
     )
+    if outcome == "inconclusive":
+        statement += (
+            f"; inconclusive under decision {context.decision}: neither this trend nor the "
+            f"opposite one is significant (opposite p = {format_number(opposite_p)}); more "
+            "inputs would settle it"
+        )
+    warnings = [statement] if outcome == "inconclusive" and context.decision == "lenient" else []
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -131,7 +145,9 @@ def _decide(
         comparison="<=",
         threshold=alpha,
         confidence=context.confidence,
-        outcome=outcome_of(passed),
+        outcome=outcome,
+        decision=context.decision,
+        warnings=warnings,
         examples=n,
         details=details,
         statement=statement,

@@ -282,7 +282,9 @@ def _result(
         threshold=0.0,
         ci=clopper_pearson(failing, fuzzed, context.confidence),
         confidence=context.confidence,
+        # A counterexample is a witness, so every decision rule agrees with the point rule.
         outcome=outcome_of(passed),
+        decision=context.decision,
         examples=fuzzed,
         details=details,
         statement=statement,

@@ -12,7 +12,7 @@ from robustness_checks.checks.common.inputs import SelectsInputs, selected_input
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import agree_on_failure, gather_objects
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
-from robustness_checks.results import CheckResult, format_number, outcome_of
+from robustness_checks.results import CheckResult, Outcome, format_number
 
 
 class NoiseCheck(SelectsInputs):
@@ -55,20 +55,27 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
                 batch_size=params.batch_size,
                 generator=context.generator("noise", index),
             )
-            rows.append(_row(index, label, estimate, params.max_probability))
+            rows.append(_row(index, label, estimate, params.max_probability, context.decision))
     except Exception as error:
         failure = error
     agree_on_failure(failure, world)
     return _decide(context, params, gather_objects(rows, world))
 
 
-def _row(index: int, label: int, estimate: Any, bound: float | None) -> dict[str, Any]:
+def _row(
+    index: int, label: int, estimate: Any, bound: float | None, decision: str
+) -> dict[str, Any]:
+    """One input's estimate and its verdict. point: a converged estimate against the bound, or
+    the interval when not converged; strict and lenient: the interval alone (an unconverged or
+    unreliable estimate has a wide interval, so it is inconclusive unless the interval is
+    clear of the bound)."""
     low, high = estimate.ci
+    converged = estimate.converged and decision == "point"
     if bound is None:
         outcome = "measured"
-    elif (estimate.converged and estimate.probability <= bound) or high <= bound:
+    elif (converged and estimate.probability <= bound) or high <= bound:
         outcome = "within"
-    elif (estimate.converged and estimate.probability > bound) or low > bound:
+    elif (converged and estimate.probability > bound) or low > bound:
         outcome = "over"
     else:
         outcome = "inconclusive"
@@ -126,7 +133,8 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
             f"all {len(rows)} inputs within max_probability {format_number(bound)}; "
             f"largest {_describe(worst, level)} [{setting}]"
         )
-    passed = not over and not unsure
+    outcome: Outcome = "failed" if over else "inconclusive" if unsure else "passed"
+    warnings = [statement] if outcome == "inconclusive" and context.decision == "lenient" else []
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -136,15 +144,18 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
         threshold=bound,
         ci=(float(worst["ci"][0]), float(worst["ci"][1])),
         confidence=context.confidence,
-        outcome=outcome_of(passed),
+        outcome=outcome,
+        decision=context.decision,
+        warnings=warnings,
         examples=len(rows),
         statement=statement,
         details={
             "sigma": params.sigma,
             "estimator": params.estimator,
             "relative_error_target": params.relative_error,
-            "decision_rule": "an input passes when its estimate reached the relative-error target "
-            "and is at most the bound, or when its upper confidence limit is at most the bound",
+            "decision_rule": "point: an input passes when its estimate reached the relative-error "
+            "target and is at most the bound, or when its upper confidence limit is at most the "
+            "bound; strict/lenient: by its interval alone",
             "inputs": rows,
         },
     )

@@ -84,6 +84,7 @@ class CheckContext:
     confidence: float = 0.95
     bounds: tuple[float, float] | None = (0.0, 1.0)
     ensemble: list[nn.Module] = field(default_factory=list)
+    decision: str = "point"  # point | strict | lenient: how value and interval meet a bound
     counter: EvaluationCounter = field(default_factory=EvaluationCounter)
     extra_data: dict[str, Examples] = field(default_factory=dict)  # e.g. ood_data
     warnings: list[str] = field(default_factory=list)  # reach the result's warnings

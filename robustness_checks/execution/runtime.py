@@ -28,6 +28,8 @@ class SpecRuntime:
     device: torch.device
     seed: int
     warnings: list[str] = field(default_factory=list)  # e.g. a device fallback, for every check
+    decision: str | None = None  # --robustness-decision: overrides check and spec
+    default_decision: str = "point"  # the ini option robustness_decision
     _extra: dict[str, Examples] = field(default_factory=dict)
     _fingerprints: dict[str, str] = field(default_factory=dict)
 
@@ -63,6 +65,7 @@ class SpecRuntime:
             precision=spec.precision,
             channels_last=spec.channels_last,
         )
+        context.decision = self.decision or check.decision or spec.decision or self.default_decision
         context.warnings.extend(self.warnings)
         return context
 

@@ -54,6 +54,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="run every spec on this device (auto, cpu, cuda, cuda:N, mps)",
     )
     group.addoption(
+        "--robustness-decision",
+        choices=("point", "strict", "lenient"),
+        default=None,
+        help="decision rule of every check, overriding spec and check: point (the estimate), "
+        "strict (pass only when the bound holds with the check's confidence) or lenient (fail "
+        "only when it is violated with that confidence); see docs/decisions.md",
+    )
+    parser.addini(
+        "robustness_decision",
+        "default decision rule where neither spec nor check gives one (point, strict, lenient)",
+        default="point",
+    )
+    group.addoption(
         "--robustness-seed",
         metavar="SEED",
         type=int,

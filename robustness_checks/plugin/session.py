@@ -37,11 +37,14 @@ class RobustnessSession:
         key = document.path.resolve()
         if key not in self._runtimes:
             try:
-                self._runtimes[key] = SpecRuntime.load(
+                runtime = SpecRuntime.load(
                     document,
                     device=self.config.getoption("robustness_device"),
                     seed=self.config.getoption("robustness_seed"),
                 )
+                runtime.decision = self.config.getoption("robustness_decision")
+                runtime.default_decision = self.config.getini("robustness_decision") or "point"
+                self._runtimes[key] = runtime
             except Exception as error:
                 self._runtimes[key] = error
         loaded = self._runtimes[key]

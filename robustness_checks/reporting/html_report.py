@@ -25,7 +25,7 @@ def render_html(document: dict[str, Any]) -> str:
     results = [_view(record) for record in document.get("results", [])]
     counts = {
         key: sum(r["outcome"] == key for r in results)
-        for key in ("passed", "failed", "error", "skipped")
+        for key in ("passed", "failed", "inconclusive", "error", "skipped")
     }
     return environment.get_template("report.html.j2").render(
         created=document.get("created", ""),

@@ -18,5 +18,7 @@ def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
         ("ci_low", ci_low),
         ("ci_high", ci_high),
         ("passed", str(result.passed).lower()),
+        ("outcome", result.outcome),
+        ("decision", result.decision),
         *warnings,
     ]

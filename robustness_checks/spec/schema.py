@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 ConfidenceLevel = Annotated[float, Field(gt=0.0, lt=1.0)]
+DecisionRule = Literal["point", "strict", "lenient"]
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _CHECK_NAME = re.compile(r"^[^\s\[\]:/\\][^\[\]:/\\]*$")
 
@@ -117,6 +118,9 @@ class CheckSpec(StrictModel):
         None, description="confidence level of this check; default: the spec's"
     )
     marks: list[str] = Field(default_factory=list, description="pytest marks, e.g. [slow]")
+    decision: DecisionRule | None = Field(
+        None, description="point | strict | lenient; default: the spec's (see docs/decisions.md)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -147,6 +151,11 @@ class SpecTop(StrictModel):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N | mps")
     seed: int = 0
     confidence: ConfidenceLevel = 0.95
+    decision: DecisionRule | None = Field(
+        None,
+        description="default decision rule of the checks: point | strict | lenient "
+        "(--robustness-decision overrides; ini robustness_decision is the default)",
+    )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of forward passes; statistics stay float32/64"
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustness_checks.checks.common.decision import decide, inconclusive_note
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.results import CheckResult, Comparison, outcome_of
+from robustness_checks.results import CheckResult, Comparison
 from robustness_checks.spec.schema import CheckSpec
 
 
@@ -24,14 +25,21 @@ def bounded_result(
     condition: str | None = None,
     bound_name: str | None = None,
 ) -> CheckResult:
-    """A result that passes when the point estimate is within the given max or min bound."""
+    """A result deciding the value and its interval against the max or min bound under the
+    context's decision rule (point, strict or lenient)."""
     comparison: Comparison | None = None
     threshold: float | None = None
-    passed = True
     if maximum is not None:
-        comparison, threshold, passed = "<=", maximum, value <= maximum
+        comparison, threshold = "<=", maximum
     elif minimum is not None:
-        comparison, threshold, passed = ">=", minimum, value >= minimum
+        comparison, threshold = ">=", minimum
+    outcome = decide(value, ci, comparison, threshold, context.decision)
+    note = None
+    warnings = []
+    if outcome == "inconclusive" and ci is not None and threshold is not None:
+        note = inconclusive_note(value, ci, threshold, examples, context.decision)
+        if context.decision == "lenient":
+            warnings.append(note)
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -41,11 +49,14 @@ def bounded_result(
         threshold=threshold,
         ci=ci,
         confidence=context.confidence,
-        outcome=outcome_of(bool(passed)),
+        outcome=outcome,
+        decision=context.decision,
         examples=examples,
         details=details or {},
         condition=condition,
         bound_name=bound_name,
+        note=note,
+        warnings=warnings,
     )
 
 
