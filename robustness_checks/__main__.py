@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         except SpecError as error:
             failures += 1
             print(error.render(), file=sys.stderr)
+        except Exception as error:  # every file is reported, whatever went wrong with one
+            failures += 1
+            kind = type(error).__name__
+            print(f"invalid robustness spec {path}: {kind}: {error}", file=sys.stderr)
         else:
             print(f"{path}: ok, {len(document.spec.checks)} checks")
     return 1 if failures else 0

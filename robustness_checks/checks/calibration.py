@@ -34,9 +34,11 @@ class CalibrationCheck(CheckSpec):
 
     type: Literal["calibration"]
     metric: CalibrationMetric = "ece"
-    bins: Annotated[int, Field(ge=1, description="number of bins")] = 15
+    bins: Annotated[int, Field(ge=1, le=10_000, description="number of bins")] = 15
     max: Annotated[float, Field(ge=0.0)] | None = Field(None, description="upper bound on metric")
-    bootstrap: Annotated[int, Field(ge=0, description="bootstrap resamples; 0: no interval")] = 1000
+    bootstrap: Annotated[
+        int, Field(ge=0, le=100_000, description="bootstrap resamples; 0: no interval")
+    ] = 1000
 
     @model_validator(mode="after")
     def _bound_in_range(self) -> CalibrationCheck:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import torch
 from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis.database import DirectoryBasedExampleDatabase
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import check_inside_bounds
@@ -95,7 +95,9 @@ class FuzzCheck(SelectsInputs):
     max_confidence_drop: Probability | None = Field(
         None, description="the probability of the clean prediction falls by at most this"
     )
-    max_examples: PositiveInt = Field(200, description="hypothesis test cases per input")
+    max_examples: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        200, description="hypothesis test cases per input"
+    )
     database: str | Literal[False] | None = Field(
         None,
         description=f"example database directory; false: none; default ${DATABASE_ENV} "

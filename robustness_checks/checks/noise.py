@@ -24,10 +24,12 @@ class NoiseCheck(SelectsInputs):
     sigma: Annotated[float, Field(gt=0.0, description="noise standard deviation (raw inputs)")]
     estimator: Literal["importance", "splitting", "mc"] = DEFAULT_ESTIMATOR
     relative_error: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
-    max_evaluations: Annotated[int, Field(ge=100, description="budget per input")] = 20000
+    max_evaluations: Annotated[int, Field(ge=100, le=10**10, description="budget per input")] = (
+        20000
+    )
     max_probability: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     clip: bool = Field(False, description="clip noisy inputs to the spec's bounds")
-    batch_size: Annotated[int, Field(ge=1)] = 1024
+    batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 1024
 
 
 def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:

@@ -46,6 +46,11 @@ class SpecFile(pytest.File):
         except SpecError as error:
             get_session(self.config).spec_errors += 1
             raise self.CollectError(error.render()) from None
+        except Exception as error:  # anything else about one spec stays that spec's error
+            get_session(self.config).spec_errors += 1
+            raise self.CollectError(
+                f"invalid robustness spec {self.path}: {type(error).__name__}: {error}"
+            ) from None
         seed = self.config.getoption("robustness_seed")
         get_session(self.config).specs[self.nodeid] = {
             "sha256": self.document.sha256,

@@ -16,7 +16,12 @@ from pydantic import BaseModel, ValidationError
 
 from robustness_checks.errors import PYTHON_CALL, SpecError, SpecProblem
 from robustness_checks.spec.schema import CheckSpec, Spec, SpecTop
-from robustness_checks.spec.yaml_lines import LineMap, Location, load_yaml_with_lines
+from robustness_checks.spec.yaml_lines import (
+    LineMap,
+    Location,
+    YamlLimitError,
+    load_yaml_with_lines,
+)
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,23 @@ def load_spec(path: str | Path, *, check_sources: bool = True) -> SpecDocument:
     """Read and validate a spec file; with `check_sources`, also check its files and factories."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as error:
         raise SpecError(str(path), [SpecProblem(f"cannot read the file: {error}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise SpecError(
+            str(path),
+            [
+                SpecProblem(
+                    f"the file is not UTF-8 text: byte {error.start} (0x{raw[error.start]:02x}) "
+                    "cannot be decoded; save the spec as UTF-8",
+                    line=line,
+                )
+            ],
+        ) from None
     document = parse_spec_text(text, path)
     if check_sources:
         from robustness_checks.loading.sources import source_problems
@@ -63,6 +82,13 @@ def parse_spec_text(text: str, path: str | Path = "<spec>") -> SpecDocument:
         raise SpecError(name, [SpecProblem(f"malformed YAML: {reason}", line=line)]) from None
     except yaml.YAMLError as error:
         raise SpecError(name, [SpecProblem(f"malformed YAML: {error}")]) from None
+    except YamlLimitError as error:
+        raise SpecError(name, [SpecProblem(str(error), line=error.line)]) from None
+    except (ValueError, RecursionError, MemoryError) as error:
+        reason = f"{type(error).__name__}: {error}"
+        if "integer string conversion" in str(error):
+            reason = "a number has more digits than Python converts (4300); write a smaller one"
+        raise SpecError(name, [SpecProblem(f"a value cannot be read: {reason}")]) from None
     if data is None:
         raise SpecError(
             name, [SpecProblem("the file is empty; a spec needs at least model, data and checks")]

@@ -10,14 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 ConfidenceLevel = Annotated[float, Field(gt=0.0, lt=1.0)]
 DecisionRule = Literal["point", "strict", "lenient"]
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")  # fullmatch: no trailing newline
 _CHECK_NAME = re.compile(r"^[^\s\[\]:/\\][^\[\]:/\\]*$")
 
 
 class StrictModel(BaseModel):
     """A schema block that refuses unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Infinity and NaN are refused everywhere: no bound, size or budget is meaningful with them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _exactly_one(block: BaseModel, fields: tuple[str, ...], what: str) -> None:
@@ -91,10 +92,10 @@ class DataSpec(StrictModel):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the factory")
     torchvision: TorchvisionData | None = None
     image_folder: str | None = Field(None, description="folder with one sub-folder per class")
-    resize: PositiveInt | None = None
-    center_crop: PositiveInt | None = None
+    resize: Annotated[int, Field(ge=1, le=16_384)] | None = None
+    center_crop: Annotated[int, Field(ge=1, le=16_384)] | None = None
     limit: PositiveInt | None = Field(None, description="use the first N examples")
-    batch_size: PositiveInt = 256
+    batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 256
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -174,7 +175,7 @@ class SpecTop(StrictModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if not _DEVICE.match(device):
+        if not _DEVICE.fullmatch(device):
             raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         return device
 

@@ -30,7 +30,9 @@ class ScoredCheck(CheckSpec):
         None, description="energy / ODIN temperature; default 1 for energy, 1000 for ODIN"
     )
     epsilon: Annotated[float, Field(ge=0.0)] = Field(0.0014, description="ODIN input step")
-    bootstrap: Annotated[int, Field(ge=0, description="bootstrap resamples; 0: none")] = 1000
+    bootstrap: Annotated[
+        int, Field(ge=0, le=100_000, description="bootstrap resamples; 0: none")
+    ] = 1000
 
     def score_options(self) -> ScoreOptions:
         return ScoreOptions(temperature=self.temperature, epsilon=self.epsilon)

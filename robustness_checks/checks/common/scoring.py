@@ -39,7 +39,7 @@ class UncertaintySpec(StrictModel):
     """Where predictive distributions come from: one softmax pass, MC dropout or the ensemble."""
 
     method: Literal["softmax", "mc_dropout", "ensemble"] = "softmax"
-    samples: Annotated[int, Field(ge=1, description="MC dropout passes")] = 20
+    samples: Annotated[int, Field(ge=1, le=10_000, description="MC dropout passes")] = 20
 
 
 class ScoreOptions(StrictModel):
