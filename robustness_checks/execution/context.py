@@ -13,6 +13,7 @@ from torch import nn
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.examples import Examples
 from robustness_checks.execution.batching import AdaptiveBatches
+from robustness_checks.execution.contracts import as_logits, check_labels, first_call, input_dtype
 from robustness_checks.execution.distributed import (
     World,
     agree_on_failure,
@@ -55,16 +56,29 @@ class Counted(nn.Module):
         self.counter = counter
         self.autocast_dtype = PRECISIONS[precision]
         self.channels_last = channels_last
+        self.input_dtype = None if self.autocast_dtype else input_dtype(model)
+        self.labels: torch.Tensor | None = None  # checked against the classes on first use
+        self.first = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.counter.count += int(x.shape[0])
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        if self.input_dtype is not None:  # a float64 or half model: inputs in its dtype
+            x = x.to(self.input_dtype)
+        if not self.first:
+            return as_logits(self._run(x), x.shape[0])
+        logits = as_logits(first_call(self._run, x), x.shape[0])
+        if self.labels is not None:
+            check_labels(self.labels, logits.shape[1])
+        self.first = False
+        return logits
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.autocast_dtype is None:
             return self.model(x)
         with torch.autocast(x.device.type, dtype=self.autocast_dtype):
-            logits = self.model(x)
-        return logits.float()
+            return self.model(x)
 
 
 def wants_channels_last(setting: bool | Literal["auto"], device: torch.device) -> bool:
@@ -118,8 +132,12 @@ class CheckContext:
                 module = module.to(memory_format=torch.channels_last)
             return Counted(module, counter, precision=precision, channels_last=last)
 
+        counted = prepare(model)
+        # The first forward pass checks the labels against the classes (ood_data's labels are
+        # not classes of the model, so only the data's are checked).
+        counted.labels = examples.y
         return cls(
-            model=prepare(model),
+            model=counted,
             examples=examples,
             device=device,
             check_name=check_name,

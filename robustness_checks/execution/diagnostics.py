@@ -169,8 +169,9 @@ def masking_warning(zero: int, examples: int) -> str:
         f"{examples} examples at the attack's first gradient step, so a gradient attack cannot "
         "move them and results under attack look better than they are. Common causes: the model "
         "returns probabilities or saturated logits, or uses steps without useful gradients "
-        "(argmax, rounding, thresholds, .detach()); compare with a gradient-free attack (method: "
-        "uniform or gaussian) before trusting the result"
+        "(argmax, rounding, thresholds, .detach()); compare with method: auto or square (a "
+        "gradient-free attack), or method: uniform or gaussian as a control, before trusting "
+        "the result"
     )
 
 

@@ -30,15 +30,23 @@ class Normalized(nn.Module):
 
 
 def build_model(spec: ModelSpec, base_dir: Path) -> nn.Module:
-    """The model of `spec` with its preprocessing folded in, in eval mode, on the CPU."""
-    return _finish(build_network(spec, base_dir), spec.preprocess)
+    """The model of `spec` with its preprocessing folded in and its `output` selected, in eval
+    mode, on the CPU."""
+    return _finish(_select(build_network(spec, base_dir), spec.output), spec.preprocess)
 
 
 def build_ensemble(spec: ModelSpec, base_dir: Path) -> list[nn.Module]:
     """The ensemble members of `spec` (none without `ensemble`), each with its preprocessing."""
     return [
-        _finish(build_network(member, base_dir), spec.preprocess) for member in spec.ensemble or []
+        _finish(_select(build_network(member, base_dir), spec.output), spec.preprocess)
+        for member in spec.ensemble or []
     ]
+
+
+def _select(network: nn.Module, output: str | int | None) -> nn.Module:
+    from robustness_checks.execution.contracts import SelectOutput
+
+    return network if output is None else SelectOutput(network, output)
 
 
 def build_network(source: ModelSource, base_dir: Path) -> nn.Module:
