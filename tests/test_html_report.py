@@ -190,8 +190,11 @@ checks:
     result = pytester.runpytest_subprocess("--robustness-json=r.json", "--robustness-html=r.html")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     document = json.loads((pytester.path / "r.json").read_text())
-    # The interrupted check did not finish, so only the first one is reported.
-    assert [r["check"] for r in document["results"]] == ["first"]
-    assert document["results"][0]["outcome"] == "passed"
+    # The interrupted check is recorded as an error; the ones after it never ran.
+    assert [(r["check"], r["outcome"]) for r in document["results"]] == [
+        ("first", "passed"),
+        ("second", "error"),
+    ]
+    assert document["complete"] is False
     assert "first" in (pytester.path / "r.html").read_text()
     assert not list(pytester.path.glob(".r.json*"))  # no temporary file left behind

@@ -93,7 +93,7 @@ class CheckItem(pytest.Item):
             runtime = state.runtime(document)
             context = runtime.context(self.check)
             result = execute(context, self.check)
-        except Exception as error:
+        except BaseException as error:  # KeyboardInterrupt and SystemExit too: recorded, raised
             confidence = self.check.confidence or document.spec.confidence
             result = error_result(
                 self.check,
@@ -110,6 +110,21 @@ class CheckItem(pytest.Item):
             raise CheckFailed(result, regressed)
         if not result.passed:
             raise CheckFailed(result)
+
+    def record_skipped(self, report: pytest.TestReport) -> None:
+        """A skipped check is in every report too, with outcome skipped and the reason."""
+        from robustness_checks.results import CheckResult
+
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        result = CheckResult(
+            check=self.check.name,
+            type=self.check.type,
+            metric=getattr(self.check, "metric", self.check.type),
+            value=float("nan"),
+            outcome="skipped",
+            statement=f"skipped: {reason}",
+        )
+        self._record(result, None)
 
     def _record(self, result: Any, fingerprints: dict[str, str] | None) -> str | None:
         """Record the result; with a baseline, return the regression message if it regressed."""

@@ -8,6 +8,7 @@ import pytest
 
 from robustness_checks.execution.launch import launched_by_torchrun
 from robustness_checks.plugin.session import (
+    RECORD_PROPERTY,
     WORKER_OUTPUT_KEY,
     RobustnessSession,
     get_session,
@@ -32,6 +33,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 if getattr(config.option, option, None):
                     setattr(config.option, option, None)
     config.stash[session_key] = RobustnessSession(config, rank, size)
+    _interrupt_on_sigterm()
     config.addinivalue_line("markers", "robustness: a check from a robustness spec file")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "robustness_checks_xdist")
@@ -39,6 +41,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 class _XdistHooks:
     """Registered only when pytest-xdist is installed, since its hook needs xdist's spec."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not hasattr(report, "node"):  # only the controller receives workers' reports
+            return
+        state = get_session(report.node.config)
+        kept = []
+        for name, value in report.user_properties:
+            if name == RECORD_PROPERTY:
+                state.merge_record(value)
+            else:
+                kept.append((name, value))
+        report.user_properties[:] = kept
+        text = str(getattr(report, "longrepr", "") or "")
+        if report.failed and "crashed while running" in text:
+            state.record_crash(report.nodeid, text.strip().splitlines()[-1])
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -64,6 +82,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     """With pytest-html active, a check's row carries its plot as an extra."""
     report = yield
     result = getattr(item, "result", None)
+    if report.skipped and result is None and hasattr(item, "record_skipped"):
+        item.record_skipped(report)
+    if _is_worker(item.config) and call.when == "teardown":
+        # Each finished result travels with its own report, so a worker that crashes later
+        # loses none of them (the controller takes it off again before JUnit sees it).
+        for record in get_session(item.config).take_unsent(item.nodeid):
+            report.user_properties.append((RECORD_PROPERTY, record))
     wants_html = item.config.pluginmanager.hasplugin("html") and item.config.getoption(
         "htmlpath", None
     )
@@ -77,6 +102,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
         figures = [svg for svg in (plot_for(record), example_images(record)) if svg]
         report.extras = [*getattr(report, "extras", []), *map(extras.html, figures)]
     return report
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a CI job cancelled, a pod evicted) ends the run like Ctrl-C: finished checks
+    reach every report, marked incomplete. Only where nobody else handles SIGTERM."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -97,19 +139,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     save_name = config.getoption("robustness_save")
     if not (json_path or html_path or save_name):
         return
+    from pathlib import Path
+
+    from robustness_checks.reporting.atomic import report_lock
     from robustness_checks.reporting.json_report import results_document, write_results_json
 
+    complete = exitstatus != pytest.ExitCode.INTERRUPTED
     document = results_document(state.sorted_results(), state.devices, state.specs)
-    if json_path:
-        write_results_json(json_path, document)
-    if html_path:
-        from robustness_checks.reporting.html_report import write_html
+    document["complete"] = complete
+    folder = Path(json_path or html_path or state.gate.storage).parent
+    with report_lock(folder):
+        if json_path:
+            write_results_json(json_path, document)
+        if html_path:
+            from robustness_checks.reporting.html_report import write_html
 
-        write_html(html_path, document)
-    if save_name:
-        from robustness_checks.gating.baseline import save_baseline
+            write_html(html_path, document)
+        if save_name and (complete or config.getoption("robustness_save_partial")):
+            from robustness_checks.gating.baseline import save_baseline
 
-        save_baseline(state.gate.storage, save_name, document)
+            save_baseline(state.gate.storage, save_name, document)
+        elif save_name:
+            state.notes.append(
+                f"baseline {save_name!r} was not saved: the run was interrupted, so its results "
+                "are partial (--robustness-save-partial saves them anyway, marked incomplete)"
+            )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -133,6 +187,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
     for line in warning_lines(results):
         terminalreporter.write_line(line, yellow=True)
+    for note in get_session(config).notes:
+        terminalreporter.write_line(note, yellow=True)
     for option in ("robustness_json", "robustness_html"):
         path = config.getoption(option)
         if path:

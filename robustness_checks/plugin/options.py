@@ -26,6 +26,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="store this run's results as baseline NAME under --robustness-storage",
     )
     group.addoption(
+        "--robustness-save-partial",
+        action="store_true",
+        default=False,
+        help="save the baseline even when the run was interrupted (its JSON says complete: false)",
+    )
+    group.addoption(
         "--robustness-compare",
         metavar="NAME|PATH",
         nargs="?",

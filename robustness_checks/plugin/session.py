@@ -10,6 +10,7 @@ import pytest
 from robustness_checks.results import CheckResult
 
 WORKER_OUTPUT_KEY = "robustness_checks"
+RECORD_PROPERTY = "robustness_checks_record"  # a worker's result on its way to the controller
 
 
 class RobustnessSession:
@@ -24,6 +25,8 @@ class RobustnessSession:
         self.devices: list[str] = []
         self.spec_errors = 0
         self.specs: dict[str, dict[str, Any]] = {}
+        self.notes: list[str] = []  # lines for the terminal summary (e.g. a baseline not saved)
+        self._sent = 0  # results already handed to the controller (xdist workers)
         from robustness_checks.plugin.gate import Gate
 
         self.gate = Gate(config)
@@ -75,11 +78,39 @@ class RobustnessSession:
         ordered = sorted(self.results, key=lambda record: record["_order"])
         return [{k: v for k, v in record.items() if k != "_order"} for record in ordered]
 
+    def take_unsent(self, nodeid: str) -> list[dict[str, Any]]:
+        """The results recorded since the last hand-over (a worker sends them with a report)."""
+        unsent = self.results[self._sent :]
+        self._sent = len(self.results)
+        return unsent
+
+    def merge_record(self, record: dict[str, Any]) -> None:
+        """A worker's result (each arrives once, with its report or at the worker's end)."""
+        key = (record["nodeid"], tuple(record["_order"]))
+        if all((r["nodeid"], tuple(r["_order"])) != key for r in self.results):
+            self.results.append(record)
+
+    def record_crash(self, nodeid: str, reason: str) -> None:
+        """An error result for the check a crashed xdist worker was running."""
+        if any(r["nodeid"] == nodeid for r in self.results):
+            return
+        spec, _, check = nodeid.partition("::")
+        result = CheckResult(
+            check=check,
+            type="",
+            metric="",
+            value=float("nan"),
+            outcome="error",
+            error=f"the pytest-xdist worker crashed while running this check: {reason}",
+        )
+        self.record(nodeid, spec, result, (0, spec, 10**9))
+
     def to_worker_output(self) -> dict[str, Any]:
         return {"results": self.results, "devices": self.devices, "specs": self.specs}
 
     def merge_worker_output(self, output: dict[str, Any]) -> None:
-        self.results.extend(output.get("results", []))
+        for record in output.get("results", []):
+            self.merge_record(record)
         self.specs.update(output.get("specs", {}))
         for device in output.get("devices", []):
             if device not in self.devices:
