@@ -24,6 +24,7 @@ from robustness_checks.checks.signatures import (
 )
 from robustness_checks.examples import as_examples
 from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.watch import Watch
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.parse import validate_check
@@ -83,6 +84,8 @@ def run_check(
         channels_last=channels_last,
     )
     context.decision = spec.decision or "point"
+    if spec.timeout is not None:
+        context.watch(Watch(check_name, spec.timeout))
     result = execute(context, spec)
     emit_warnings(result)
     return result

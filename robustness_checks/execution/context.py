@@ -22,6 +22,7 @@ from robustness_checks.execution.distributed import (
 )
 from robustness_checks.execution.random_streams import ExampleStream
 from robustness_checks.execution.seeding import derive_seed, numpy_generator, torch_generator
+from robustness_checks.execution.watch import Watch
 
 
 class EvaluationCounter:
@@ -59,9 +60,12 @@ class Counted(nn.Module):
         self.input_dtype = None if self.autocast_dtype else input_dtype(model)
         self.labels: torch.Tensor | None = None  # checked against the classes on first use
         self.first = True
+        self.watch: Watch | None = None  # the check's time limit and progress lines
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.counter.count += int(x.shape[0])
+        if self.watch is not None:
+            self.watch.tick(self.counter.count)
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.input_dtype is not None:  # a float64 or half model: inputs in its dtype
@@ -148,6 +152,12 @@ class CheckContext:
             counter=counter,
             extra_data=dict(extra_data or {}),
         )
+
+    def watch(self, watch: Watch) -> None:
+        """Every forward pass of the model and ensemble looks at `watch` (timeout, progress)."""
+        for module in [self.model, *self.ensemble]:
+            if isinstance(module, Counted):
+                module.watch = watch
 
     @property
     def evaluations(self) -> int:

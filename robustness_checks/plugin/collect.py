@@ -92,6 +92,7 @@ class CheckItem(pytest.Item):
         try:
             runtime = state.runtime(document)
             context = runtime.context(self.check)
+            context.watch(self._watch(document))
             result = execute(context, self.check)
         except BaseException as error:  # KeyboardInterrupt and SystemExit too: recorded, raised
             confidence = self.check.confidence or document.spec.confidence
@@ -110,6 +111,20 @@ class CheckItem(pytest.Item):
             raise CheckFailed(result, regressed)
         if not result.passed:
             raise CheckFailed(result)
+
+    def _watch(self, document: Any) -> Any:
+        """The check's timeout (command line, check, spec) and, on a terminal or with -v, a
+        progress line every few seconds."""
+        from robustness_checks.execution.watch import Watch
+
+        given = self.config.getoption("robustness_timeout")
+        timeout = given or self.check.timeout or document.spec.timeout
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        show = reporter is not None and (
+            self.config.get_verbosity() > 0 or getattr(reporter, "isatty", False)
+        )
+        report = (lambda line: reporter.write_line(line)) if show else None
+        return Watch(self.name, timeout, report)
 
     def record_skipped(self, report: pytest.TestReport) -> None:
         """A skipped check is in every report too, with outcome skipped and the reason."""

@@ -73,6 +73,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="point",
     )
     group.addoption(
+        "--robustness-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="time limit of every check, overriding spec and check (an error past it)",
+    )
+    group.addoption(
         "--robustness-seed",
         metavar="SEED",
         type=int,

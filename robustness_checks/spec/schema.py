@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator,
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 ConfidenceLevel = Annotated[float, Field(gt=0.0, lt=1.0)]
 DecisionRule = Literal["point", "strict", "lenient"]
+Seconds = Annotated[float, Field(gt=0.0, le=7 * 24 * 3600)]
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")  # fullmatch: no trailing newline
 _CHECK_NAME = re.compile(r"^[^\s\[\]:/\\][^\[\]:/\\]*$")
 
@@ -125,6 +126,9 @@ class CheckSpec(StrictModel):
     decision: DecisionRule | None = Field(
         None, description="point | strict | lenient; default: the spec's (see docs/decisions.md)"
     )
+    timeout: Seconds | None = Field(
+        None, description="seconds this check may run; default: the spec's (none: no limit)"
+    )
 
     @field_validator("name")
     @classmethod
@@ -159,6 +163,9 @@ class SpecTop(StrictModel):
         None,
         description="default decision rule of the checks: point | strict | lenient "
         "(--robustness-decision overrides; ini robustness_decision is the default)",
+    )
+    timeout: Seconds | None = Field(
+        None, description="seconds each check may run (--robustness-timeout overrides)"
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="autocast dtype of forward passes; statistics stay float32/64"

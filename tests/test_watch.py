@@ -1,0 +1,96 @@
+"""Time limits and progress lines of long checks."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+
+import pytest
+import torch
+
+import robustness_checks
+from robustness_checks.demo.digits import test_set
+from robustness_checks.demo.model import digits_cnn
+from robustness_checks.execution.watch import CheckTimeout, Watch
+
+pytest_plugins = ["pytester"]
+
+SLOW = """\
+import time
+import torch
+from robustness_checks.demo.model import digits_cnn
+
+class Slow(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = digits_cnn(pretrained=True)
+
+    def forward(self, x):
+        time.sleep(0.4)
+        return self.net(x)
+
+def model():
+    return Slow()
+"""
+
+
+class Slow(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = digits_cnn(pretrained=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.2)
+        return self.net(x)
+
+
+def test_watch_raises_past_the_deadline_and_reports_progress(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    lines: list[str] = []
+    monkeypatch.setenv("ROBUSTNESS_PROGRESS_SECONDS", "0")
+    watch = Watch("c", timeout=0.05, report=lines.append)
+    watch.tick(10)
+    assert lines and "1 forward batches, 10 evaluations" in lines[0]
+    time.sleep(0.06)
+    with pytest.raises(CheckTimeout, match=r"ran past its timeout of 0.05 s after 2 forward"):
+        watch.tick(20)
+
+
+def test_python_timeout_stops_a_slow_check() -> None:
+    start = time.perf_counter()
+    with pytest.raises(CheckTimeout, match=r"timeout of 0\.5 s"):
+        robustness_checks.adversarial(
+            Slow(), test_set(limit=40), eps=0.1, steps=50, batch_size=8, timeout=0.5
+        )
+    assert time.perf_counter() - start < 5
+
+
+def test_spec_timeout_is_that_checks_error_and_the_others_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROBUSTNESS_PROGRESS_SECONDS", "0.3")
+    pytester.makepyfile(factories=SLOW)
+    pytester.makefile(
+        ".robustness.yaml",
+        spec=textwrap.dedent("""\
+            model: {factory: factories.py:model}
+            data: {factory: robustness_checks.demo.digits:test_set, kwargs: {limit: 40}}
+            timeout: 1.5
+            checks:
+              - {name: slow, type: adversarial, attack: {eps: 0.1, steps: 40}}
+              - {name: quick, type: calibration, bootstrap: 10, timeout: 30}
+            """),
+    )
+    result = pytester.runpytest("-v", "-p", "no:cacheprovider", "--robustness-json=r.json")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*slow: * forward batches, * evaluations, * s*"])
+    records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    assert records["slow"]["outcome"] == "error"
+    assert "ran past its timeout of 1.5 s" in records["slow"]["error"]
+    assert records["quick"]["outcome"] == "passed"
+    override = pytester.runpytest(
+        "-p", "no:cacheprovider", "--robustness-timeout=0.2", "--robustness-json=r.json"
+    )
+    override.assert_outcomes(passed=1, failed=1)  # one batch: the limit is checked between
+    records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    assert "timeout of 0.2 s" in records["slow"]["error"]
