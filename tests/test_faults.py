@@ -364,7 +364,7 @@ def test_missing_cuda_device_fails_that_specs_checks_naming_the_field(
         good=GOOD_SPEC,
     )
     result = pytester.runpytest("--robustness-json=out.json", "--junitxml=junit.xml")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*calibration check 'gpu-calibration' could not run: LoadError: device 'cuda:3' was "
@@ -380,7 +380,7 @@ def test_missing_cuda_device_fails_that_specs_checks_naming_the_field(
     assert records["good-calibration"]["outcome"] == "passed"
     # The option names itself when it is the one asking for the missing device.
     result = pytester.runpytest("good.robustness.yaml", "--robustness-device=cuda")
-    result.assert_outcomes(failed=1)
+    result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*--robustness-device 'cuda' was asked for*"])
 
 
@@ -451,13 +451,17 @@ def test_model_that_raises_for_some_inputs_errors_its_checks_alone(
         good=GOOD_SPEC,
     )
     result = pytester.runpytest("--robustness-json=out.json", "--junitxml=junit.xml")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*calibration check 'all-inputs' could not run: ValueError: pixel values above 2 are "
             "not supported*",
         ]
     )
+    shown = result.stdout.str()  # the user's frames, none of the library's or pytest's
+    assert "factories.py" in shown
+    assert "/_pytest/" not in shown and "/pluggy/" not in shown
+    assert "robustness_checks/checks" not in shown
     records = {
         r["check"]: r for r in json.loads((pytester.path / "out.json").read_text())["results"]
     }
@@ -472,9 +476,13 @@ def test_model_that_raises_for_some_inputs_errors_its_checks_alone(
     assert records["first-inputs"]["evaluations"] > 0
     cases = {c.get("name"): c for c in ET.parse(pytester.path / "junit.xml").iter("testcase")}
     assert set(cases) == {"all-inputs", "first-inputs", "good-calibration"}
-    failure = cases["all-inputs"].find("failure")
-    assert failure is not None
-    assert "all-inputs" in failure.get("message") and "ValueError" in failure.get("message")
+    # An errored check is a JUnit <error>, not a <failure>, and has no value.
+    assert cases["all-inputs"].find("failure") is None
+    error = cases["all-inputs"].find("error")
+    assert error is not None
+    assert "all-inputs" in error.text and "ValueError" in error.text
+    errored = {p.get("name"): p.get("value") for p in cases["all-inputs"].iter("property")}
+    assert errored["value"] == "" and errored["outcome"] == "error"
     properties = {p.get("name"): p.get("value") for p in cases["first-inputs"].iter("property")}
     assert properties["passed"] == "true" and properties["metric"] == "probability"
 

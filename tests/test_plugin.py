@@ -197,7 +197,7 @@ def test_check_that_raises_is_an_error_and_the_others_still_run(pytester: pytest
     )
     write_spec(pytester)
     result = pytester.runpytest("--robustness-json=out.json", "--junitxml=junit.xml")
-    result.assert_outcomes(passed=2, failed=1)
+    result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*calibration check 'a' could not run: ModelOutputError: the model returned NaN or "
@@ -223,7 +223,7 @@ def test_load_error_is_reported_for_each_check(pytester: pytest.Pytester) -> Non
         """),
     )
     result = pytester.runpytest()
-    result.assert_outcomes(failed=2)
+    result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(
         [
             "*could not run: LoadError: model factory 'bad_factory.py:model' "

@@ -82,7 +82,7 @@ def test_spec_timeout_is_that_checks_error_and_the_others_run(
             """),
     )
     result = pytester.runpytest("-v", "-p", "no:cacheprovider", "--robustness-json=r.json")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*slow: * forward batches, * evaluations, * s*"])
     records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert records["slow"]["outcome"] == "error"
@@ -91,6 +91,6 @@ def test_spec_timeout_is_that_checks_error_and_the_others_run(
     override = pytester.runpytest(
         "-p", "no:cacheprovider", "--robustness-timeout=0.2", "--robustness-json=r.json"
     )
-    override.assert_outcomes(passed=1, failed=1)  # one batch: the limit is checked between
+    override.assert_outcomes(passed=1, errors=1)  # one batch: the limit is checked between
     records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert "timeout of 0.2 s" in records["slow"]["error"]

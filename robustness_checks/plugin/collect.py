@@ -21,6 +21,14 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SpecFile |
     return None
 
 
+_LIBRARY_PARTS = ("robustness_checks", "site-packages", "dist-packages", "/lib/python")
+
+
+def _user_frame(path: str) -> bool:
+    """Whether a traceback frame is the user's code (factories, models), not a library's."""
+    return not any(part in path for part in _LIBRARY_PARTS)
+
+
 class CheckFailed(Exception):
     """A check that ran and did not meet its bound."""
 
@@ -165,10 +173,19 @@ class CheckItem(pytest.Item):
             return f"{self.check.type} check {self.name!r} failed: {excinfo.value}"
         kind = type(excinfo.value).__name__
         header = f"{self.check.type} check {self.name!r} could not run: {kind}: {excinfo.value}"
-        if isinstance(excinfo.value, RobustnessError):
+        cause = excinfo.value.__cause__
+        if cause is not None and str(cause) not in header:
+            header += f" (caused by {type(cause).__name__}: {cause})"
+        tbstyle = self.config.getoption("tbstyle", "auto")
+        if isinstance(excinfo.value, RobustnessError) or tbstyle in ("no", "line"):
             return header
-        # Anything else (the model raising, say) is a bug to find: the traceback follows.
-        return f"{header}\n\n{super().repr_failure(excinfo, style=style)}"
+        # Anything else (the model raising, say) is a bug to find in the user's code: only
+        # their own frames follow, not this library's, torch's, pytest's or pluggy's.
+        own = excinfo.traceback.filter(lambda entry: _user_frame(str(entry.path)))
+        if len(own):
+            excinfo.traceback = own
+        shown = excinfo.getrepr(style="short" if tbstyle == "auto" else tbstyle, chain=False)
+        return f"{header}\n\n{shown}"
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         line = self.spec_file.document.lines.line(("checks", self.index))

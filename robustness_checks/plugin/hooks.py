@@ -82,6 +82,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     """With pytest-html active, a check's row carries its plot as an extra."""
     report = yield
     result = getattr(item, "result", None)
+    if call.when == "call" and result is not None and result.outcome == "error":
+        # A check that could not measure is an error, not a failure of its bound: JUnit writes
+        # it as <error> and the terminal as ERROR, as for a failing fixture.
+        report.when = "setup"
     if report.skipped and result is None and hasattr(item, "record_skipped"):
         item.record_skipped(report)
     if _is_worker(item.config) and call.when == "teardown":

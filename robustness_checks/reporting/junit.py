@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from robustness_checks.results import CheckResult
 
 
@@ -10,9 +12,10 @@ def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
     one `warning` per warning of the result."""
     ci_low, ci_high = result.ci if result.ci is not None else ("", "")
     warnings = [("warning", message) for message in result.warnings]
+    value = result.value if math.isfinite(result.value) else ""  # an errored check measured none
     return [
         ("metric", result.metric),
-        ("value", result.value),
+        ("value", value),
         ("threshold", "" if result.threshold is None else result.threshold),
         ("comparison", result.comparison or ""),
         ("ci_low", ci_low),
