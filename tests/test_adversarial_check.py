@@ -155,7 +155,17 @@ checks:
             "max_drop has 1 values but attack.eps has 2",
         ),
         ("attack: {method: pgd, eps: 0.1}\nmax_drop: 1.5", "less than or equal to 1"),
-        ("attack: {method: cw, eps: 0.1}", "'fgsm', 'pgd', 'uniform' or 'gaussian'"),
+        (
+            "attack: {method: cw, eps: 0.1}",
+            "'fgsm', 'pgd', 'apgd', 'square', 'auto', 'uniform' or 'gaussian'",
+        ),
+        ("attack: {method: fgsm, eps: 0.1, loss: dlr}", "loss dlr needs a multi-step"),
+        ("attack: {method: square, eps: 0.1, targeted: 3}", "targeted cannot be used with"),
+        ("attack: {method: pgd, eps: 0.1, version: fast}", "version cannot be used with"),
+        ("attack: {method: auto, eps: 0.1, steps: 20}", "choose its budget with version"),
+        ("attack: {method: apgd, eps: 0.1, step_size: 0.1}", "apgd sets its own step sizes"),
+        ("attack: {method: square, eps: 0.1, queries: 0}", "greater than or equal to 1"),
+        ("attack: {method: pgd, eps: 0.1}\ngradient_masking: off", "'fail' or 'warn'"),
         ("attack: {method: pgd, eps: 0.1, norm: 3}", "'inf' or '2'"),
         (
             "attack: {method: pgd, eps: 0.1, stepz: 3}",

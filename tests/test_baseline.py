@@ -49,7 +49,7 @@ def test_a_worse_model_fails_the_gate_as_a_named_item(pytester: pytest.Pytester)
     pytester.runpytest("--robustness-save=release").assert_outcomes(passed=2)
     saved = json.loads((pytester.path / ".robustness" / "release.json").read_text())
     assert saved["baseline"] == "release" and len(saved["results"]) == 2
-    assert set(saved["results"][0]["fingerprints"]) == {"model", "data"}
+    assert set(saved["results"][0]["fingerprints"]) == {"model", "data", "check"}
 
     write(pytester, scale=0.3)  # an under-confident candidate: worse ECE and NLL
     result = pytester.runpytest(

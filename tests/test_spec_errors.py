@@ -49,7 +49,10 @@ def test_not_a_mapping(tmp_path: Path) -> None:
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     message = refuse(tmp_path, GOOD_TOP + "seeed: 3\nchecks:\n  - {name: a, type: calibration}\n")
     assert ":5, field 'seeed': unknown key 'seeed' (did you mean 'seed'?)" in message
-    allowed = "model, data, bounds, device, seed, confidence, precision, channels_last, checks"
+    allowed = (
+        "model, data, bounds, device, seed, confidence, decision, timeout, precision, "
+        "channels_last, checks"
+    )
     assert f"allowed keys: {allowed}" in message
 
 

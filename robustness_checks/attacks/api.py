@@ -1,4 +1,4 @@
-"""run_attack: FGSM, PGD and random-perturbation baselines for many eps in one batched call."""
+"""run_attack: FGSM, PGD, APGD and random-perturbation baselines for many eps in one call."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from robustness_checks.attacks.apgd import (
+    apgd,
+    make_objective,
+    reduce_targets,
+    row_labels,
+    top_targets,
+)
 from robustness_checks.attacks.candidates import Candidates
-from robustness_checks.attacks.evaluation import Evaluator, Objective, eval_mode
+from robustness_checks.attacks.evaluation import Evaluator, eval_mode
 from robustness_checks.attacks.layout import Rows
 from robustness_checks.attacks.pgd import pgd
 from robustness_checks.attacks.regions import (
@@ -24,11 +31,14 @@ from robustness_checks.attacks.regions import (
 )
 from robustness_checks.attacks.result import AttackResult
 from robustness_checks.attacks.single_shot import single_shot
+from robustness_checks.attacks.square import square
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.execution.random_streams import ExampleStream
 
-AttackMethod = Literal["fgsm", "pgd", "uniform", "gaussian"]
+AttackMethod = Literal["fgsm", "pgd", "apgd", "square", "auto", "uniform", "gaussian"]
 METHODS: tuple[str, ...] = get_args(AttackMethod)
+AttackLoss = Literal["ce", "dlr"]
+LOSSES: tuple[str, ...] = get_args(AttackLoss)
 
 # Default bound on the rows of one chunk: 2**22 input elements (16 MiB in float32), but never
 # fewer rows than the caller's own batch.
@@ -50,6 +60,10 @@ def run_attack(
     random_start: bool = True,
     early_stop: bool = False,
     targeted: int | Literal["least_likely"] | Tensor | None = None,
+    loss: AttackLoss = "ce",
+    queries: int = 5000,
+    p_init: float | None = None,
+    version: Literal["standard", "fast"] = "standard",
     bounds: tuple[float, float] | None = (0.0, 1.0),
     generator: RandomSource = None,
     max_batch: int | None = None,
@@ -63,6 +77,20 @@ def run_attack(
       `rel_step_size * eps / steps`) along sign(grad) (L-inf) or grad / ||grad||_2 (L2), from a
       point drawn uniformly in the ball (or from x when `random_start` is False), `restarts`
       times (once without a random start, as restarts would retrace the same path).
+    - 'apgd': Auto-PGD (Croce and Hein 2020), `steps` iterations from a random start (or x),
+      `restarts` times: step 2 eps, halved per row at checkpoints when the loss stalls (then
+      the iterate restarts from the row's highest-loss point), momentum 0.75. `step_size` must
+      be None and `rel_step_size` is unused. Pass steps=100 (the paper's and AutoAttack's
+      budget, and the YAML default for apgd); the default 10 here is PGD's.
+    - 'square': the Square attack (Andriushchenko et al. 2020), gradient-free random search
+      on the margin loss with at most `queries` model queries per row, square side from the
+      area fraction `p_init` (None: 0.8 for L-inf, 0.1 for L2) halving on the paper's schedule;
+      a row stops querying once it succeeds, whatever `early_stop`. Loss 'ce' only (the result's
+      `loss` is cross-entropy); `steps`, `restarts`, `random_start`, `step_size` are unused.
+    - 'auto': per example the worst case over APGD-CE, APGD-T (targeted DLR) and Square, each
+      run only on the examples still robust (`version` 'standard' or the cheaper 'fast'; see
+      `robustness_checks.attacks.auto.run_auto`, which gets norm, eps, bounds, generator and
+      max_batch; the other options are unused). The result is an `AutoAttackResult`.
     - 'uniform': `restarts` draws uniform in the eps-ball.
     - 'gaussian': `restarts` Gaussian draws: L-inf, sigma = eps per coordinate, then clipped to
       the ball; L2, sigma = eps / sqrt(d) (so E||noise||^2 = eps^2 and E||noise|| ~ eps), then
@@ -72,8 +100,17 @@ def run_attack(
     is a candidate too, so per example and eps the result is the best point seen: an adversarial
     point before any other, then the one with the highest loss.
     targeted: a class index, a per-example tensor of classes, or 'least_likely' (the clean
-    prediction's least likely class); the attack then minimises the cross-entropy to it and
-    succeeds when the prediction equals it.
+    prediction's least likely class); the attack then minimises the loss to it and succeeds
+    when the prediction equals it. For 'apgd' an int N means instead: attack each example toward
+    each of the N classes of highest clean logit other than its label (APGD-T; AutoAttack's
+    is loss='dlr', targeted=9 on 10 classes), all at once; per eps and example the result keeps
+    a point predicted as its target if any target run found one, else the highest-loss point,
+    and `targets` is then (len(eps), n): the target of each kept point (else (n,)).
+    loss: 'ce' (cross-entropy; minus cross-entropy to the target when targeted) or 'dlr', the
+    difference of logits ratio, invariant to scaling the logits: -(z_y - max_{i != y} z_i) /
+    (z_pi1 - z_pi3), targeted -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), pi sorting the
+    logits decreasingly; it needs 3 classes (4 targeted) and a gradient attack (pgd, apgd).
+    `loss` of the result is this objective at the kept point.
     early_stop: stop attacking an (eps, example) row as soon as it succeeds (its first
     adversarial point is kept), and skip rows already successful in later restarts or draws.
     generator: random source on x's device (None: torch's global one), or an ExampleStream whose
@@ -87,11 +124,36 @@ def run_attack(
     """
     if method not in METHODS:
         raise ValueError(f"unknown attack method {method!r}: use one of {', '.join(METHODS)}")
+    if method == "auto":
+        from robustness_checks.attacks.auto import run_auto
+
+        return run_auto(
+            model,
+            x,
+            y,
+            eps=_eps_list(eps),
+            run=run_attack,
+            norm=norm,
+            version=version,
+            bounds=bounds,
+            generator=generator,
+            max_batch=max_batch,
+        )
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
+    if loss == "dlr" and method not in ("pgd", "apgd"):
+        raise ValueError(f"loss='dlr' needs a multi-step gradient attack (pgd, apgd), not {method}")
+    if method == "apgd" and step_size is not None:
+        raise ValueError("apgd sets its own step sizes (2 eps, halved on stalls): omit step_size")
+    top_n = method == "apgd" and isinstance(targeted, int) and not isinstance(targeted, bool)
     norm_name = parse_norm(norm)
     eps_list = _eps_list(eps)
     bounds = _check_bounds(bounds)
     _check_int("steps", steps, 0)
     _check_int("restarts", restarts, 1)
+    _check_int("queries", queries, 1)
+    if p_init is not None and not 0.0 < p_init <= 1.0:
+        raise ValueError(f"p_init must lie in (0, 1], got {p_init!r}")
     _check_nonnegative("rel_step_size", rel_step_size)
     if step_size is not None:
         _check_nonnegative("step_size", step_size)
@@ -116,32 +178,44 @@ def run_attack(
         if bounds is not None and bool(((x < bounds[0]) | (x > bounds[1])).any()):
             raise ValueError(f"x has values outside bounds {bounds}")
         ev = Evaluator(model)
-        objective = Objective(targeted is not None)
+        n, count = x.shape[0], len(eps_list)
 
         leaf = x.clone().requires_grad_(True) if method == "fgsm" else x
         clean_logits = ev(leaf)
-        labels = _labels(y, targeted, clean_logits.detach())
-        clean_loss = objective.loss(clean_logits, labels)
+        objective = make_objective(loss, targeted is not None, clean_logits.shape[1])
+        if top_n:
+            targets = top_targets(clean_logits.detach(), y, targeted)  # (N, n)
+        elif targeted is not None:
+            targets = _labels(y, targeted, clean_logits.detach()).unsqueeze(0)
+        else:
+            targets = None
+        labels = row_labels(loss, y, targets, count)
+        copies = labels.shape[0] // (count * n)
+        # FGSM: the first rows are the examples, each once.
+        clean_loss = objective.loss(clean_logits, labels[:n])
         grad = ev.input_gradient(clean_loss, leaf) if method == "fgsm" else None
-        clean_logits, clean_loss = clean_logits.detach(), clean_loss.detach()
+        clean_logits = clean_logits.detach()
         if not bool(torch.isfinite(clean_logits).all()):
             raise ModelOutputError("the model returned non-finite logits on the clean inputs")
 
-        count = len(eps_list)
+        # Rows: target-major, then eps-major, then examples.
         eps_rows = torch.tensor(eps_list, device=x.device, dtype=x.dtype)
-        eps_rows = eps_rows.repeat_interleave(x.shape[0])
-        if step_size is not None:
+        eps_rows = eps_rows.repeat_interleave(n).repeat(copies)
+        if method == "apgd":
+            step_rows = 2.0 * eps_rows
+        elif step_size is not None:
             step_rows = torch.full_like(eps_rows, step_size)
         else:
             step_rows = eps_rows * (rel_step_size / max(steps, 1))
         per_example = max(1, math.prod(x.shape[1:]))
-        chunk = max_batch or max(x.shape[0], MAX_CHUNK_ELEMENTS // per_example)
-        rows = Rows(x, eps_rows, labels.repeat(count), step_rows, norm_name, bounds, chunk)
+        chunk = max_batch or max(n, MAX_CHUNK_ELEMENTS // per_example)
+        rows = Rows(x, eps_rows, labels, step_rows, norm_name, bounds, chunk)
+        row_logits = clean_logits.repeat(copies * count, 1)
         best = Candidates(
-            x.repeat(count, *([1] * (x.ndim - 1))),
-            clean_logits.repeat(count, 1),
-            clean_loss.repeat(count),
-            objective.success(clean_logits, labels).repeat(count),
+            x.repeat(copies * count, *([1] * (x.ndim - 1))),
+            row_logits,
+            objective.loss(row_logits, labels),
+            objective.success(row_logits, labels),
         )
 
         if method == "pgd":
@@ -157,6 +231,21 @@ def run_attack(
                 early_stop=early_stop,
                 generator=generator,
             )
+        elif method == "apgd":
+            apgd(
+                ev,
+                objective,
+                rows,
+                best,
+                steps=steps,
+                restarts=restarts,
+                random_start=random_start,
+                early_stop=early_stop,
+                generator=generator,
+                group=count * n,
+            )
+        elif method == "square":
+            square(ev, objective, rows, best, queries=queries, p_init=p_init, generator=generator)
         elif method == "fgsm":
             single_shot(
                 ev, objective, rows, best, [unit_direction(grad, norm_name)], early_stop=False
@@ -165,7 +254,10 @@ def run_attack(
             draws = _draws(method, norm_name, x, restarts, generator)
             single_shot(ev, objective, rows, best, draws, early_stop=early_stop)
 
-    n = x.shape[0]
+    kept_targets = None if targets is None else targets[0]
+    if top_n:
+        best, kept_targets = reduce_targets(best, targets)
+        kept_targets = kept_targets.view(count, n)
     return AttackResult(
         method=method,
         norm=norm_name,
@@ -175,7 +267,7 @@ def run_attack(
         loss=best.loss.view(count, n),
         success=best.success.view(count, n),
         clean_logits=clean_logits,
-        targets=None if targeted is None else labels,
+        targets=kept_targets,
         forward_passes=ev.forward_passes,
         backward_passes=ev.backward_passes,
         zero_gradients=ev.zero_gradients,

@@ -1,4 +1,4 @@
-"""The `adversarial` check: accuracy, or its drop, under FGSM / PGD / random perturbations."""
+"""The `adversarial` check: accuracy, or its drop, under an attack or random perturbations."""
 
 from __future__ import annotations
 
@@ -11,10 +11,18 @@ from pydantic import Field, model_validator
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
 from robustness_checks.checks.common.bounds import check_inside_bounds
+from robustness_checks.checks.common.decision import decide, inconclusive_note
 from robustness_checks.checks.common.inputs import pixel_rows
+from robustness_checks.checks.common.masking import (
+    add_stages,
+    judge_masking,
+    run_probe,
+    wants_probe,
+)
+from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics.intervals import clopper_pearson
-from robustness_checks.results import CheckResult, format_number, outcome_of
+from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import CheckSpec, Probability
 
 
@@ -31,6 +39,14 @@ class AdversarialCheck(CheckSpec):
     )
     failing_examples: Annotated[int, Field(ge=0)] = Field(
         8, description="how many fooled examples to keep in details"
+    )
+    gradient_masking: Literal["fail", "warn"] = Field(
+        "fail", description="on signs of gradient masking: fail a passing check, or only warn"
+    )
+    sequential: bool = Field(
+        False,
+        description="evaluate in a seeded random order and stop once every bound is settled "
+        "(anytime-valid); details.examples_used",
     )
 
     @model_validator(mode="after")
@@ -53,6 +69,9 @@ class AdversarialCheck(CheckSpec):
         return list(bound) if isinstance(bound, list) else [bound] * count
 
 
+_RANK = {"failed": 0, "inconclusive": 1, "passed": 2}
+
+
 @dataclass
 class _Tally:
     """Counts over all examples: clean and robust correct per eps, and attack passes."""
@@ -62,6 +81,8 @@ class _Tally:
     robust_correct: list[int]
     forward_passes: int = 0
     backward_passes: int = 0
+    zero_gradients: int = 0
+    gradient_examples: int = 0
 
 
 def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckResult:
@@ -85,27 +106,79 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         clean = result.clean_predictions == y
         robust = (result.predictions == y) & clean
         found = _failure_candidates(result, x, clean, robust, wanted)
+        zero = result.zero_gradients
+        stages = getattr(result, "stages", [])
         return {
             "clean": clean,
             "robust": robust.T,  # (examples, eps)
             **{f"failure_{key}": value for key, value in found.items()},
-            "failure_start": indices[:1].expand(len(found["fooled"])),
-            "passes": [(result.forward_passes, result.backward_passes)],
+            "failure_index": indices.to(found["position"].device)[found["position"]],
+            "passes": [(result.forward_passes, result.backward_passes, result.gradient_examples)],
+            "zero_gradients": (torch.zeros(()) if zero is None else zero).reshape(1),
+            "stage_broken": torch.stack([s.broken for s in stages]).unsqueeze(0)
+            if stages
+            else torch.zeros(1, 0, len(eps)),
+            "stages": [[(s.name, s.forward_passes, s.backward_passes) for s in stages]],
         }
 
-    out = context.map_examples(attack)
+    bounds = _bounds(params, eps)
+    if params.sequential:
+        out, used = run_until_settled(context, attack, bounds)
+        robust_last = torch.zeros(len(context.examples), dtype=torch.bool)
+        robust_last[used] = out["robust"][:, -1].cpu()
+        settled = settled_bounds(out, bounds, context.confidence)
+    else:
+        out = context.map_examples(attack)
+        robust_last, settled = out["robust"][:, -1], None
     tally = _Tally(
         examples=len(out["clean"]),
         clean_correct=int(out["clean"].sum()),
         robust_correct=out["robust"].sum(dim=0).tolist(),
-        forward_passes=sum(forward for forward, _ in out["passes"]),
-        backward_passes=sum(backward for _, backward in out["passes"]),
+        forward_passes=sum(passes[0] for passes in out["passes"]),
+        backward_passes=sum(passes[1] for passes in out["passes"]),
+        zero_gradients=int(out["zero_gradients"].sum()),
+        gradient_examples=sum(passes[2] for passes in out["passes"]),
     )
     found = {key[8:]: value for key, value in out.items() if key.startswith("failure_")}
-    failures = _failure_rows(
-        found, found.pop("start"), context.examples.y, eps[-1], params.attack.norm, wanted
+    failures = _failure_rows(found, context.examples.y, eps[-1], params.attack.norm, wanted)
+    bounded = any(
+        b is not None for b in params.per_eps("max_drop") + params.per_eps("min_accuracy")
     )
-    return _decide(context, params, eps, tally, failures)
+    probe = None
+    if wants_probe(params.attack, bounded):
+        probe = run_probe(context, params.attack, robust_last)
+    result = _decide(context, params, eps, tally, failures, settled)
+    if params.sequential:
+        result.details["examples_used"] = tally.examples
+        result.details["sequential"] = {
+            f"{metric} eps={eps[i]:g}": verdict for (i, metric), (verdict, _) in settled.items()
+        }
+    if out["stages"] and out["stages"][0]:
+        add_stages(result, eps, out["stages"], out["stage_broken"], tally.robust_correct[-1])
+    judge_masking(
+        result,
+        params.attack,
+        params.gradient_masking,
+        probe,
+        zero=tally.zero_gradients,
+        gradient_examples=tally.gradient_examples,
+        misclassified=tally.examples - tally.clean_correct,
+        robust_share=tally.robust_correct[-1] / max(tally.examples, 1),
+    )
+    return result
+
+
+def _bounds(params: AdversarialCheck, eps: list[float]) -> list[Bound]:
+    """Every (eps index, metric, comparison, threshold) the check bounds."""
+    found: list[Bound] = []
+    for i, (max_drop, min_accuracy) in enumerate(
+        zip(params.per_eps("max_drop"), params.per_eps("min_accuracy"), strict=True)
+    ):
+        if max_drop is not None:
+            found.append((i, "accuracy_drop", "<=", max_drop))
+        if min_accuracy is not None:
+            found.append((i, "adversarial_accuracy", ">=", min_accuracy))
+    return found
 
 
 def _failure_candidates(
@@ -130,7 +203,6 @@ def _failure_candidates(
 
 def _failure_rows(
     found: dict[str, torch.Tensor],
-    starts: torch.Tensor,
     labels: torch.Tensor,
     eps: float,
     norm: str,
@@ -140,7 +212,7 @@ def _failure_rows(
     rows = []
     for k in found["fooled"].nonzero().flatten()[:limit].tolist():
         x, adversarial = found["x"][k], found["adversarial"][k]
-        index = int(starts[k] + found["position"][k])
+        index = int(found["index"][k])
         perturbation = adversarial - x
         clean, attacked = found["clean_probabilities"][k], found["probabilities"][k]
         row = {
@@ -165,6 +237,7 @@ def _decide(
     eps: list[float],
     tally: _Tally,
     failures: list[dict[str, Any]],
+    settled: dict[tuple[int, str], tuple[str, tuple[float, float]]] | None = None,
 ) -> CheckResult:
     n = tally.examples
     clean = tally.clean_correct
@@ -189,6 +262,7 @@ def _decide(
         rows.append(row)
     decisions = [
         {
+            "eps_index": index,
             "eps": row["eps"],
             "metric": metric,
             "value": row[metric],
@@ -198,13 +272,29 @@ def _decide(
             "bound_name": name,
             "slack": threshold - row[metric] if comparison == "<=" else row[metric] - threshold,
         }
-        for row in rows
+        for index, row in enumerate(rows)
         for metric, comparison, threshold, name in row["checks"]
     ]
     for decision in decisions:
-        decision["passed"] = decision["slack"] >= 0
+        if settled is not None:
+            # Sequential: the anytime-valid test's verdict, and its interval.
+            found, interval = settled[(decision["eps_index"], decision["metric"])]
+            decision["ci"] = list(interval)
+            if found != "open":
+                decision["outcome"] = found
+                decision["passed"] = found == "passed"
+                continue
+        decision["outcome"] = decide(
+            decision["value"],
+            tuple(decision["ci"]),
+            decision["comparison"],
+            decision["threshold"],
+            context.decision,
+        )
+        decision["passed"] = decision["outcome"] == "passed"
     if decisions:
-        deciding = min(decisions, key=lambda d: d["slack"])
+        # The worst bound decides: failed, then inconclusive, then the least slack.
+        deciding = min(decisions, key=lambda d: (_RANK[d["outcome"]], d["slack"]))
     else:
         last = rows[-1]
         deciding = {
@@ -216,17 +306,18 @@ def _decide(
             "threshold": None,
             "bound_name": None,
             "passed": True,
+            "outcome": "passed",
         }
-    passed = all(d["passed"] for d in decisions)
+    outcome = deciding["outcome"]
     condition = f"under {params.attack.label()} eps={format_number(deciding['eps'])}"
-    also = sorted({d["eps"] for d in decisions if not d["passed"]} - {deciding["eps"]})
+    also = sorted({d["eps"] for d in decisions if d["outcome"] == "failed"} - {deciding["eps"]})
     if also:
         condition += f" (also fails at eps={', '.join(format_number(e) for e in also)})"
     for row in rows:
         del row["checks"]
     single = len(eps) == 1
     details: dict[str, Any] = {
-        "attack": {**params.attack.model_dump(), "label": params.attack.label()},
+        "attack": params.attack.describe(),
         "eps": eps,
         "clean_accuracy": clean / n,
         "clean_accuracy_ci": list(clopper_pearson(clean, n, level)),
@@ -237,11 +328,18 @@ def _decide(
         if single
         else [row["accuracy_drop"] for row in rows],
         "per_eps": rows,
-        "decisions": [{k: v for k, v in d.items() if k != "slack"} for d in decisions],
+        "decisions": [
+            {k: v for k, v in d.items() if k not in ("slack", "eps_index")} for d in decisions
+        ],
         "forward_passes": tally.forward_passes,
         "backward_passes": tally.backward_passes,
         "failing_examples": failures,
     }
+    note = None
+    if outcome == "inconclusive":
+        note = inconclusive_note(
+            deciding["value"], tuple(deciding["ci"]), deciding["threshold"], n, context.decision
+        )
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -251,11 +349,14 @@ def _decide(
         threshold=deciding["threshold"],
         ci=tuple(deciding["ci"]),
         confidence=level,
-        outcome=outcome_of(passed),
+        outcome=outcome,
+        decision=context.decision,
         examples=n,
         details=details,
         condition=condition,
         bound_name=deciding["bound_name"],
+        note=note,
+        warnings=[note] if note and context.decision == "lenient" else [],
     )
 
 
@@ -263,7 +364,8 @@ CHECK = CheckType(
     name="adversarial",
     params=AdversarialCheck,
     run=run_adversarial,
-    summary="accuracy or accuracy drop under FGSM / PGD (L-inf, L2) or random perturbations",
+    summary="accuracy or accuracy drop under FGSM / PGD / APGD / Square / AutoAttack (L-inf, "
+    "L2) or random perturbations, with a gradient masking check",
     metrics={"adversarial_accuracy": "higher", "accuracy_drop": "lower"},
     plot="robustness_checks.reporting.plots:accuracy_against_eps",
     docs="adversarial.md",

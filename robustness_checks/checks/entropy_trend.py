@@ -122,7 +122,7 @@ def _decide(
         "p_value": p_value,
         "opposite_p_value": opposite_p,
         "tolerance": params.tolerance,
-        "attack": {**params.attack.model_dump(), "label": params.attack.label()},
+        "attack": params.attack.describe(),
         "uncertainty": params.uncertainty.model_dump(),
     }
     statement = (

@@ -29,11 +29,19 @@ _NOT_PARAMETERS = {"name", "type", "confidence", "marks"}
 
 
 def parameter_fields(entry: CheckType) -> dict[str, Any]:
-    """The check's own fields as the Python function takes them: name -> pydantic FieldInfo."""
-    return {
+    """The check's own fields as the Python function takes them, then the fields every check
+    has (decision, timeout): name -> pydantic FieldInfo."""
+    from robustness_checks.spec.schema import CheckSpec
+
+    fields = {
         name: info
         for name, info in entry.params.model_fields.items()
         if name not in _NOT_PARAMETERS
+    }
+    common = [name for name in fields if name in CheckSpec.model_fields]
+    return {
+        **{k: v for k, v in fields.items() if k not in common},
+        **{k: fields[k] for k in common},
     }
 
 

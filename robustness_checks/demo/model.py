@@ -3,6 +3,7 @@
 `digits_cnn(pretrained=True, seed=s)` is a 10-class model (one of five seeds, an ensemble);
 `digits_cnn_known_classes()` is a 6-class model trained only on digits 0-5, for the near-OOD
 setting where `digits.test_set(classes=digits.HELD_OUT_CLASSES)` (digits 6-9) is unseen data.
+`digits_cnn_adversarial()` is a 10-class model adversarially trained (PGD, L-inf eps 0.2).
 """
 
 from __future__ import annotations
@@ -52,6 +53,11 @@ def known_classes_weights_path(num_classes: int = len(KNOWN_CLASSES)) -> Path:
     return WEIGHTS_DIR / f"digits_cnn_classes0-{num_classes - 1}.pt"
 
 
+def adversarial_weights_path(eps: float = 0.2) -> Path:
+    """Path of the weights of the model adversarially trained at L-inf radius `eps`."""
+    return WEIGHTS_DIR / f"digits_cnn_adv_eps{eps:g}.pt"
+
+
 def available_seeds() -> list[int]:
     """Seeds for which a bundled weights file exists."""
     prefix = "digits_cnn_seed"
@@ -93,6 +99,26 @@ def digits_cnn_known_classes(pretrained: bool = True) -> DigitsCNN:
                 f"no bundled known-classes weights at {path}; create them with "
                 "`python -m robustness_checks.demo.train --known-classes "
                 f"{' '.join(map(str, KNOWN_CLASSES))}`"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    return model.eval()
+
+
+def digits_cnn_adversarial(pretrained: bool = True) -> DigitsCNN:
+    """A 10-class DigitsCNN in eval mode, adversarially trained with PGD at L-inf eps 0.2.
+
+    With `pretrained` (the default), loaded from the bundled `digits_cnn_adv_eps0.2.pt`, made by
+    `python -m robustness_checks.demo.train_adversarial` (Madry et al.'s PGD-10 training, eps
+    ramped from 0 to 0.2). A model with known, real robustness, for checking attacks' strength.
+    """
+    model = DigitsCNN()
+    if pretrained:
+        path = adversarial_weights_path()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no bundled adversarially trained weights at {path}; create them with "
+                "`python -m robustness_checks.demo.train_adversarial`"
             )
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

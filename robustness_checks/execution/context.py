@@ -180,6 +180,7 @@ class CheckContext:
         self,
         work: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]],
         examples: Examples | None = None,
+        order: torch.Tensor | None = None,
     ) -> dict[str, Any]:
         """work(indices, x, y) over batches of every example, joined in example order.
 
@@ -189,6 +190,8 @@ class CheckContext:
         torch.distributed each process works through its own block of examples and every
         process gets everything back. A batch that runs out of memory is retried in halves.
         If any process fails, every process raises, so none waits for the others forever.
+        `order` (example indices) takes only those examples, in that order; `work` still gets
+        their own indices, so per-example random draws are those of a full run.
         """
         examples = self.examples if examples is None else examples
         batches = self.batch_sizes.setdefault(
@@ -196,8 +199,11 @@ class CheckContext:
         )
 
         def run(positions: range) -> dict[str, Any]:
-            part = slice(positions.start, positions.stop)
-            indices = torch.arange(positions.start, positions.stop)
+            if order is None:
+                part: slice | torch.Tensor = slice(positions.start, positions.stop)
+                indices = torch.arange(positions.start, positions.stop)
+            else:
+                part = indices = order[positions.start : positions.stop]
             return work(
                 indices,
                 examples.x[part].to(self.device, non_blocking=True),
@@ -207,7 +213,8 @@ class CheckContext:
         outputs: list[dict[str, Any]] = []
         failure: Exception | None = None
         try:
-            outputs = batches.run(self.world.shard(len(examples)), run)
+            count = len(examples) if order is None else len(order)
+            outputs = batches.run(self.world.shard(count), run)
         except Exception as error:
             failure = error
         agree_on_failure(failure, self.world)

@@ -45,10 +45,18 @@ def fingerprint_model(model: Any) -> str:
     return digest.hexdigest()
 
 
+def check_save_name(name: str) -> None:
+    """A baseline name is a plain file name: letters, digits, '.', '_', '-' (no '..', no '/')."""
+    if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", name) or ".." in name:
+        raise BaselineError(
+            f"--robustness-save {name!r}: a baseline name may hold only letters, digits, '.', "
+            "'_' and '-' (it becomes NAME.json in --robustness-storage)"
+        )
+
+
 def save_baseline(storage: Path, name: str, document: dict[str, Any]) -> Path:
     """Store a results document as `storage/NAME.json` (named, not keyed by machine)."""
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise BaselineError(f"baseline name {name!r} may hold only letters, digits, '.', '_', '-'")
+    check_save_name(name)
     return write_text_atomic(
         storage / f"{name}.json", json.dumps({**document, "baseline": name}, indent=2) + "\n"
     )
@@ -79,6 +87,16 @@ def load_baseline(storage: Path, reference: str | None) -> dict[str, Any]:
         raise BaselineError(f"baseline {path} is not a readable JSON file: {error}") from None
     if not isinstance(document, dict) or document.get("schema_version") != 1:
         raise BaselineError(f"baseline {path} is not a results file of schema_version 1")
+    results = document.get("results")
+    if not isinstance(results, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("nodeid"), str) for r in results
+    ):
+        raise BaselineError(
+            f"baseline {path} is malformed: 'results' must be a list of result objects, each "
+            "with a 'nodeid'; save it again with --robustness-save NAME"
+        )
+    if not results:
+        raise BaselineError(f"baseline {path} holds no results, so it can gate nothing")
     document.setdefault("baseline", path.stem)
     return document
 
@@ -119,35 +137,86 @@ def parse_rule(text: str) -> Rule:
     return Rule(match["key"], kind, amount / 100 if match["percent"] else amount, text)
 
 
+COST_KEYS = ("evaluations", "seconds")
+SECONDS_FLOOR = 1.0  # wall time under this many seconds never fails a seconds:xF gate
+
+
+def gated_values(record: dict[str, Any]) -> dict[str, tuple[str, float, bool | None]]:
+    """Every bound-bearing value of a result: label -> (metric, value, lower is better).
+
+    The headline value, and for adversarial checks both metrics at each eps, for noise checks
+    each input's probability, so a regression at a second eps or input is not missed.
+    """
+    values: dict[str, tuple[str, float, bool | None]] = {}
+    if record.get("value") is not None:
+        values[str(record.get("metric"))] = (
+            str(record.get("metric")),
+            record["value"],
+            _lower_is_better(record),
+        )
+    details = record.get("details") or {}
+    for row in details.get("per_eps") or []:
+        for metric, lower in (("adversarial_accuracy", False), ("accuracy_drop", True)):
+            if row.get(metric) is not None:
+                values[f"{metric} at eps={format_number(row['eps'])}"] = (
+                    metric,
+                    row[metric],
+                    lower,
+                )
+    for row in details.get("inputs") or []:
+        if isinstance(row, dict) and row.get("probability") is not None and "index" in row:
+            values[f"probability of input {row['index']}"] = (
+                "probability",
+                row["probability"],
+                True,
+            )
+    return values
+
+
 def regression(record: dict[str, Any], baseline: dict[str, Any], rules: list[Rule]) -> str | None:
-    """A message if `record` is worse than `baseline` by more than the first matching rule."""
-    rule = next((r for r in rules if r.matches(record)), None)
-    now, before = record.get("value"), baseline.get("value")
-    if (
-        rule is None
-        or now is None
-        or before is None
-        or record.get("metric") != baseline.get("metric")
-    ):
-        return None
-    lower_better = _lower_is_better(record)
-    if lower_better is None:
-        return None
+    """A message if `record` is worse than `baseline` by more than the first matching rule, for
+    any of its bound-bearing values; `evaluations` and `seconds` rules gate the cost."""
+    name = baseline.get("_name", "")
+    messages = []
+    for key in COST_KEYS:
+        rule = next((r for r in rules if r.key == key), None)
+        now, before = record.get(key), baseline.get(key)
+        if rule is None or now is None or before is None:
+            continue
+        if key == "seconds" and now < SECONDS_FLOOR:
+            continue
+        limit = _limit(rule, float(before), lower_better=True)
+        if now > limit and not math.isclose(now, limit, rel_tol=1e-12):
+            messages.append(
+                f"{key} rose from {format_number(before)} in baseline {name!r} to "
+                f"{format_number(now)}; {rule.text} allows at most {format_number(limit)}"
+            )
+    rule = next((r for r in rules if r.key not in COST_KEYS and r.matches(record)), None)
+    if rule is not None and record.get("metric") == baseline.get("metric"):
+        old = gated_values(baseline)
+        for label, (_, now, lower_better) in gated_values(record).items():
+            if label not in old or lower_better is None or now is None or old[label][1] is None:
+                continue
+            before = old[label][1]
+            limit = _limit(rule, before, lower_better)
+            worse = now > limit if lower_better else now < limit
+            if not worse or math.isclose(now, limit, rel_tol=1e-12, abs_tol=1e-15):
+                continue
+            direction = "rose" if lower_better else "fell"
+            messages.append(
+                f"{label} {direction} from {format_number(before)} in baseline {name!r} to "
+                f"{format_number(now)}; {rule.text} allows "
+                f"{'at most' if lower_better else 'at least'} {format_number(limit)}"
+            )
+    return "; ".join(messages) if messages else None
+
+
+def _limit(rule: Rule, before: float, lower_better: bool) -> float:
     if rule.kind == "absolute":
-        limit = before + rule.amount if lower_better else before - rule.amount
-    elif rule.kind == "relative":
-        limit = before * (1 + rule.amount) if lower_better else before * (1 - rule.amount)
-    else:
-        limit = before * rule.amount if lower_better else before / rule.amount
-    worse = now > limit if lower_better else now < limit
-    if not worse or math.isclose(now, limit, rel_tol=1e-12, abs_tol=1e-15):
-        return None
-    direction = "rose" if lower_better else "fell"
-    return (
-        f"{record['metric']} {direction} from {format_number(before)} in baseline "
-        f"{baseline.get('_name', '')!r} to {format_number(now)}; {rule.text} allows "
-        f"{'at most' if lower_better else 'at least'} {format_number(limit)}"
-    )
+        return before + rule.amount if lower_better else before - rule.amount
+    if rule.kind == "relative":
+        return before * (1 + rule.amount) if lower_better else before * (1 - rule.amount)
+    return before * rule.amount if lower_better else before / rule.amount
 
 
 def _lower_is_better(record: dict[str, Any]) -> bool | None:

@@ -113,12 +113,31 @@ class CheckItem(pytest.Item):
             )
             self._record(result, None)
             raise
-        regressed = self._record(result, runtime.fingerprints())
+        regressed = self._record(result, {**runtime.fingerprints(), "check": self._settings()})
         emit_warnings(result)  # after recording: with -W error the result is kept
         if regressed:
             raise CheckFailed(result, regressed)
         if not result.passed:
             raise CheckFailed(result)
+
+    def _settings(self) -> str:
+        """sha256 of what the check measures: its fields (name and marks aside), the spec's
+        bounds, seed and confidence, and the decision rule in force."""
+        import hashlib
+        import json
+
+        spec = self.spec_file.document.spec
+        fields = self.check.model_dump(mode="json", exclude={"name", "marks"})
+        chosen = {
+            "check": fields,
+            "bounds": spec.bounds,
+            "seed": self.config.getoption("robustness_seed") or spec.seed,
+            "confidence": self.check.confidence or spec.confidence,
+            "decision": self.config.getoption("robustness_decision")
+            or self.check.decision
+            or spec.decision,
+        }
+        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
 
     def _watch(self, document: Any) -> Any:
         """The check's timeout (command line, check, spec) and, on a terminal or with -v, a

@@ -151,6 +151,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     complete = exitstatus != pytest.ExitCode.INTERRUPTED
     document = results_document(state.sorted_results(), state.devices, state.specs)
     document["complete"] = complete
+    if state.gate.active:
+        document["baseline_comparison"] = state.gate.coverage(document["results"])
     folder = Path(json_path or html_path or state.gate.storage).parent
     with report_lock(folder):
         if json_path:
@@ -191,7 +193,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(line)
     for line in warning_lines(results):
         terminalreporter.write_line(line, yellow=True)
-    for note in get_session(config).notes:
+    state = get_session(config)
+    if state.gate.active:
+        for line in state.gate.coverage_lines(results):
+            terminalreporter.write_line(line, yellow=line.startswith("warning"))
+    for note in state.notes:
         terminalreporter.write_line(note, yellow=True)
     for option in ("robustness_json", "robustness_html"):
         path = config.getoption(option)

@@ -48,6 +48,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "check name, type or *); repeatable",
     )
     group.addoption(
+        "--robustness-compare-strict",
+        action="store_true",
+        default=False,
+        help="fail a check whose settings (attack, eps, steps, estimator, ...) differ from the "
+        "baseline's, instead of warning and not gating it",
+    )
+    group.addoption(
         "--robustness-storage",
         metavar="DIR",
         default=".robustness",

@@ -1,0 +1,147 @@
+"""Release gates that never pass by comparing nothing: keys, matching, settings, every value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SPEC = """\
+model:
+  factory: robustness_checks.demo.model:digits_cnn
+  kwargs: {{pretrained: true}}
+data:
+  factory: robustness_checks.demo.digits:test_set
+  kwargs: {{limit: 120}}
+checks:
+  - {{name: calibrated, type: calibration, max: 0.5, bootstrap: 20}}
+  - name: robust
+    type: adversarial
+    attack: {{method: pgd, eps: [0.05, 0.1], steps: {steps}}}
+    gradient_masking: warn{bound}
+"""
+
+
+def write(pytester: pytest.Pytester, steps: int = 3, bound: bool = True) -> Path:
+    path = pytester.path / "specs" / "model.robustness.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(SPEC.format(steps=steps, bound="\n    min_accuracy: 0.0" if bound else ""))
+    return path
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest("-p", "no:cacheprovider", "specs", *args)
+
+
+def test_unknown_gate_key_is_a_usage_error_listing_the_keys(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    result = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=eec:+0.01")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown key 'eec'*a metric (*ece*"])
+    fine = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=seconds:x50")
+    fine.assert_outcomes(passed=2)
+
+
+def test_another_rootdir_still_compares_every_check(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    run(pytester, "--robustness-save=base", "--robustness-json=a.json").assert_outcomes(passed=2)
+    # From inside specs/ with it as rootdir the node ids lose their "specs/" prefix.
+    moved = pytester.runpytest(
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(pytester.path / "specs"),
+        str(pytester.path / "specs"),
+        f"--robustness-storage={pytester.path / '.robustness'}",
+        "--robustness-compare=base",
+        "--robustness-compare-fail=*:+0.0",
+        f"--robustness-json={pytester.path / 'b.json'}",
+    )
+    moved.assert_outcomes(passed=2)
+    moved.stdout.fnmatch_lines(["compared 2 of 2 checks against baseline 'base'"])
+    document = json.loads((pytester.path / "b.json").read_text())
+    assert document["baseline_comparison"]["compared"] == 2
+    assert document["results"][0]["nodeid"] == "model.robustness.yaml::calibrated"
+
+
+def test_checks_missing_on_either_side_are_named(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    result = run(pytester, "--robustness-compare=base", "-k", "calibrated")
+    result.stdout.fnmatch_lines(
+        ["compared 1 of 1 checks*", "*1 checks of baseline 'base' did not run: *robust*"]
+    )
+
+
+def test_a_weakened_check_is_flagged_and_fails_under_strict(pytester: pytest.Pytester) -> None:
+    write(pytester, steps=10)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    write(pytester, steps=1)
+    loose = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=*:+0.0")
+    loose.assert_outcomes(passed=2)
+    loose.stdout.fnmatch_lines(["*SettingsChangedWarning*robust*settings*differ*"])
+    strict = run(
+        pytester,
+        "--robustness-compare=base",
+        "--robustness-compare-fail=*:+0.0",
+        "--robustness-compare-strict",
+    )
+    strict.assert_outcomes(passed=1, failed=1)
+
+
+def test_every_eps_is_compared_and_named(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    saved = pytester.path / ".robustness" / "base.json"
+    document = json.loads(saved.read_text())
+    robust = next(r for r in document["results"] if r["check"] == "robust")
+    robust["details"]["per_eps"][0]["adversarial_accuracy"] += 0.2  # the first eps was better
+    saved.write_text(json.dumps(document))
+    result = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=robust:+0.01")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*regression: adversarial_accuracy at eps=0.05 fell from*"])
+
+
+def test_evaluation_gate_is_exact(pytester: pytest.Pytester) -> None:
+    # Without a bound there is no masking probe, whose fixed cost would hide the attack's.
+    write(pytester, steps=3, bound=False)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    same = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=evaluations:x1.2")
+    same.assert_outcomes(passed=2)
+    write(pytester, steps=6)
+    dearer = run(
+        pytester, "--robustness-compare=base", "--robustness-compare-fail=evaluations:x1.2"
+    )
+    dearer.assert_outcomes(passed=1, failed=1)
+    dearer.stdout.fnmatch_lines(["*regression: evaluations rose from *x1.2 allows at most*"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"schema_version": 1, "results": {"a": 1}}, "'results' must be a list"),
+        ({"schema_version": 1, "results": [{"check": "x"}]}, "each with a 'nodeid'"),
+        ({"schema_version": 1, "results": []}, "holds no results"),
+    ],
+)
+def test_malformed_baselines_are_usage_errors(
+    pytester: pytest.Pytester, content: dict, message: str
+) -> None:
+    write(pytester)
+    (pytester.path / ".robustness").mkdir()
+    (pytester.path / ".robustness" / "bad.json").write_text(json.dumps(content))
+    result = run(pytester, "--robustness-compare=bad")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_save_name_is_checked_before_the_run(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    result = run(pytester, "--robustness-save=../x")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "a baseline name may hold only" in result.stderr.str()
+    assert "passed" not in result.stdout.str()
