@@ -99,6 +99,10 @@ class CheckResult:
             text += f"; {self.note}"
         return text
 
+    def rate(self, count: int) -> float | None:
+        """`count` per second of this check's wall time (None before it was timed)."""
+        return count / self.seconds if self.seconds > 0 else None
+
     def __repr__(self) -> str:
         status = "passed" if self.passed else self.outcome
         if self.warnings:
@@ -115,6 +119,8 @@ class CheckResult:
         if self.error is not None:
             data["error"] = self.error
         data["examples"] = self.examples
+        data["examples_per_second"] = self.rate(self.examples)
+        data["evaluations_per_second"] = self.rate(self.evaluations)
         data["message"] = self.message
         return _finite(data)
 

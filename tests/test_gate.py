@@ -145,3 +145,44 @@ def test_save_name_is_checked_before_the_run(pytester: pytest.Pytester) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "a baseline name may hold only" in result.stderr.str()
     assert "passed" not in result.stdout.str()
+
+
+def test_reports_agree_on_a_gated_failure(pytester: pytest.Pytester) -> None:
+    import xml.etree.ElementTree as ET
+
+    write(pytester)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    saved = pytester.path / ".robustness" / "base.json"
+    document = json.loads(saved.read_text())
+    calibrated = next(r for r in document["results"] if r["check"] == "calibrated")
+    calibrated["value"] = calibrated["value"] / 10  # the baseline was much better calibrated
+    saved.write_text(json.dumps(document))
+    result = run(
+        pytester,
+        "--robustness-compare=base",
+        "--robustness-compare-fail=ece:+0.001",
+        "--robustness-json=r.json",
+        "--robustness-html=r.html",
+        "--junitxml=j.xml",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*check*value*baseline*delta*", "regression: *calibrated: ece rose*"]
+    )
+    record = next(
+        r
+        for r in json.loads((pytester.path / "r.json").read_text())["results"]
+        if r["check"] == "calibrated"
+    )
+    assert record["passed"] is False and record["message"].startswith("regression: ece rose")
+    assert record["examples_per_second"] > 0 and record["evaluations_per_second"] > 0
+    case = next(
+        c
+        for c in ET.parse(pytester.path / "j.xml").iter("testcase")
+        if c.get("name") == "calibrated"
+    )
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert properties["passed"] == "false" and properties["outcome"] == "failed"
+    assert properties["regression"].startswith("ece rose")
+    page = (pytester.path / "r.html").read_text()
+    assert "regression against baseline base: ece rose" in page and "<th>delta</th>" in page

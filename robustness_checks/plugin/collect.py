@@ -176,13 +176,20 @@ class CheckItem(pytest.Item):
         spec = self.nodeid.split("::", 1)[0]
         state = get_session(self.config)
         record = state.record(self.nodeid, spec, result, (0, spec, self.index), fingerprints)
-        self.user_properties.extend(junit_properties(result))
         regressed = state.gate.judge(record) if state.gate.active else None
+        properties = junit_properties(result)
         if regressed:
             record["passed"] = False
             record["outcome"] = "failed"
             record["regression"] = regressed
-            self.user_properties.append(("regression", regressed))
+            record["message"] = f"regression: {regressed}; {record['message']}"
+            # JUnit must agree with the JSON: a gated failure is not passed there either.
+            properties = [
+                (name, {"passed": "false", "outcome": "failed"}.get(name, value))
+                for name, value in properties
+            ]
+            properties.append(("regression", regressed))
+        self.user_properties.extend(properties)
         return regressed
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:

@@ -186,11 +186,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     results = get_session(config).sorted_results()
     if not results:
         return
-    from robustness_checks.reporting.terminal import summary_lines, warning_lines
+    from robustness_checks.reporting.terminal import regression_lines, summary_lines, warning_lines
 
     terminalreporter.write_sep("-", "robustness checks")
     for line in summary_lines(results):
         terminalreporter.write_line(line)
+    for line in regression_lines(results):
+        terminalreporter.write_line(line, red=True)
     for line in warning_lines(results):
         terminalreporter.write_line(line, yellow=True)
     state = get_session(config)

@@ -10,6 +10,7 @@ import jinja2
 
 from robustness_checks.reporting.atomic import write_text_atomic
 from robustness_checks.reporting.plots import example_images, plot_for
+from robustness_checks.reporting.terminal import baseline_cells
 from robustness_checks.results import format_number
 
 _BULKY_KEYS = {"input", "perturbation", "history"}
@@ -28,6 +29,7 @@ def render_html(document: dict[str, Any]) -> str:
         for key in ("passed", "failed", "inconclusive", "error", "skipped")
     }
     return environment.get_template("report.html.j2").render(
+        compared=any("baseline" in (r.get("details") or {}) for r in results),
         created=document.get("created", ""),
         environment=document.get("environment", {}),
         specs=document.get("specs", {}),
@@ -53,6 +55,7 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
         "level_text": f"{100 * (record.get('confidence') or 0.95):g}%",
         "ci_text": f"{format_number(ci[0])} to {format_number(ci[1])}" if ci else "",
         "bound_text": bound,
+        "baseline_cells": baseline_cells(record),
         "message": record.get("message") or record.get("error") or "",
         "plot": _safe(plot_for, record),
         "images": _safe(example_images, record),

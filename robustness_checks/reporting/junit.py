@@ -7,6 +7,10 @@ import math
 from robustness_checks.results import CheckResult
 
 
+def _rounded(rate: float | None) -> object:
+    return "" if rate is None else round(rate, 1)
+
+
 def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
     """(name, value) pairs: metric, value, threshold, comparison, ci_low, ci_high, passed, then
     one `warning` per warning of the result."""
@@ -23,5 +27,8 @@ def junit_properties(result: CheckResult) -> list[tuple[str, object]]:
         ("passed", str(result.passed).lower()),
         ("outcome", result.outcome),
         ("decision", result.decision),
+        ("evaluations", result.evaluations),
+        ("examples_per_second", _rounded(result.rate(result.examples))),
+        ("evaluations_per_second", _rounded(result.rate(result.evaluations))),
         *warnings,
     ]
