@@ -193,3 +193,34 @@ def test_inconclusive_reaches_json_junit_and_the_item(pytester: pytest.Pytester)
     lenient.assert_outcomes(passed=1, warnings=1)
     record = json.loads((pytester.path / "out.json").read_text())["results"][0]
     assert record["outcome"] == "inconclusive" and record["passed"] is True
+
+
+def test_every_bounded_check_type_applies_the_rule() -> None:
+    """A bound at the estimate is inconclusive under both rules (the interval straddles it),
+    with the point rule's estimate; lenient passes it, strict does not."""
+    from robustness_checks.demo.digits import test_set
+    from robustness_checks.demo.model import digits_cnn
+
+    model = digits_cnn(pretrained=True)
+    x, y = test_set(limit=300)
+    ood_x = (x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))).clamp(
+        0, 1
+    )
+    cases = {
+        "selective": (
+            lambda **k: robustness_checks.selective(model, (x, y), coverage=0.99, **k),
+            "min_accuracy",
+        ),
+        "failure_prediction": (
+            lambda **k: robustness_checks.failure_prediction(model, (x, y), metric="auroc", **k),
+            "min",
+        ),
+        "ood": (lambda **k: robustness_checks.ood(model, (x, y), ood_x, **k), "min"),
+    }
+    for name, (run, key) in cases.items():
+        point = run(bootstrap=300, **{key: 0.0})
+        for rule in ("strict", "lenient"):
+            decided = run(decision=rule, bootstrap=300, **{key: point.value})
+            assert decided.value == point.value, name
+            assert decided.outcome == "inconclusive", (name, decided.message)
+            assert decided.passed == (rule == "lenient")
