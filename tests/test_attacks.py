@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,14 +16,9 @@ EPS = [0.0, 0.05, 0.1, 0.2, 0.4]
 METHODS = ["fgsm", "pgd", "uniform", "gaussian"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Small models run fastest on one thread, and two threads per pytest-xdist worker would
-    oversubscribe the cores (OpenMP barriers then spin while their peer is descheduled)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Small models run fastest on one thread, and two threads per pytest-xdist worker would
+# oversubscribe the cores (OpenMP barriers then spin while their peer is descheduled).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def generator(seed: int = 0) -> torch.Generator:
