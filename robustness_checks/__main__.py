@@ -1,4 +1,4 @@
-"""Command line (`robustness-checks` or `python -m robustness_checks`): schema, validate."""
+"""Command line (`robustness-checks`, `python -m robustness_checks`): schema, validate, history."""
 
 from __future__ import annotations
 
@@ -16,7 +16,18 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("schema", help="print the JSON Schema of *.robustness.yaml spec files")
     validate = commands.add_parser("validate", help="validate spec files without running them")
     validate.add_argument("specs", nargs="+")
+    history = commands.add_parser(
+        "history", help="print the saved baselines and each check's value and cost over them"
+    )
+    history.add_argument(
+        "--storage",
+        metavar="DIR",
+        default=".robustness",
+        help="folder of saved baselines (default .robustness, as --robustness-storage)",
+    )
     args = parser.parse_args(argv)
+    if args.command == "history":
+        return _history(args.storage)
     if args.command == "schema":
         from robustness_checks.checks.registry import CHECK_TYPES
         from robustness_checks.spec.schema import spec_json_schema
@@ -41,7 +52,30 @@ def main(argv: list[str] | None = None) -> int:
             print(f"invalid robustness spec {path}: {kind}: {error}", file=sys.stderr)
         else:
             print(f"{path}: ok, {len(document.spec.checks)} checks")
+            from robustness_checks.loading.summary import spec_summary
+
+            for line in spec_summary(document.spec, document.base_dir):
+                print(f"  {line}")
     return 1 if failures else 0
+
+
+def _history(storage: str) -> int:
+    """Print the history of the baselines in `storage`; 1 when there is none."""
+    from robustness_checks.gating.history import history_lines, read_history
+
+    runs, problems = read_history(storage)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if not runs:
+        print(
+            f"no baselines saved in {storage}/; save one with pytest --robustness-save NAME",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"{len(runs)} baselines in {storage}/, oldest first")
+    for line in history_lines(runs):
+        print(line)
+    return 0
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ ROW_KEYS = {
     "shape",
     "input",
     "perturbation",
+    "saliency",  # for the HTML report: |d logit(label) / dx| at the perturbed input
+    "saliency_max",
 }
 
 

@@ -90,7 +90,7 @@ def test_spec_checks_become_items_that_pass(pytester: pytest.Pytester) -> None:
     document = read_json(pytester)
     assert document["schema_version"] == 1
     assert document["created"].endswith("Z")
-    assert set(document["environment"]) == {"python", "torch", "device"}
+    assert {"python", "torch", "device"} <= set(document["environment"])
     assert document["environment"]["device"] == "cpu"
     first = document["results"][0]
     assert first["nodeid"] == "digits.robustness.yaml::calibrated"
@@ -285,9 +285,11 @@ def test_xdist_gives_the_same_results_as_a_serial_run(pytester: pytest.Pytester)
     )
     parallel.assert_outcomes(passed=3, failed=1)
 
+    timings = {"seconds", "examples_per_second", "evaluations_per_second"}
+
     def comparable(name: str) -> list[dict]:
         return [
-            {k: v for k, v in r.items() if k != "seconds"}
+            {k: v for k, v in r.items() if k not in timings}
             for r in read_json(pytester, name)["results"]
         ]
 

@@ -19,7 +19,7 @@ from robustness_checks.attacks.apgd import (
 )
 from robustness_checks.attacks.candidates import Candidates
 from robustness_checks.attacks.evaluation import Evaluator, eval_mode
-from robustness_checks.attacks.layout import Rows
+from robustness_checks.attacks.layout import MAX_CHUNK_ELEMENTS, Rows
 from robustness_checks.attacks.pgd import pgd
 from robustness_checks.attacks.regions import (
     Bounds,
@@ -39,10 +39,6 @@ AttackMethod = Literal["fgsm", "pgd", "apgd", "square", "auto", "uniform", "gaus
 METHODS: tuple[str, ...] = get_args(AttackMethod)
 AttackLoss = Literal["ce", "dlr"]
 LOSSES: tuple[str, ...] = get_args(AttackLoss)
-
-# Default bound on the rows of one chunk: 2**22 input elements (16 MiB in float32), but never
-# fewer rows than the caller's own batch.
-MAX_CHUNK_ELEMENTS = 1 << 22
 
 
 def run_attack(
@@ -132,7 +128,6 @@ def run_attack(
             x,
             y,
             eps=_eps_list(eps),
-            run=run_attack,
             norm=norm,
             version=version,
             bounds=bounds,

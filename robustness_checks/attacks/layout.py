@@ -10,6 +10,10 @@ from torch import Tensor
 
 from robustness_checks.attacks.regions import Bounds, NormName, Region, make_region
 
+# Default bound on the rows of one chunk: 2**22 input elements (16 MiB in float32), but never
+# fewer rows than the caller's own batch.
+MAX_CHUNK_ELEMENTS = 1 << 22
+
 
 @dataclass
 class Rows:

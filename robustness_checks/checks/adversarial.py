@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
-from robustness_checks.checks.common.bounds import check_inside_bounds
+from robustness_checks.checks.common.bounds import check_perturbation_bounds
 from robustness_checks.checks.common.decision import decide, inconclusive_note
 from robustness_checks.checks.common.inputs import pixel_rows
 from robustness_checks.checks.common.masking import (
@@ -19,6 +19,7 @@ from robustness_checks.checks.common.masking import (
     run_probe,
     wants_probe,
 )
+from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics.intervals import clopper_pearson
@@ -90,7 +91,7 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     from robustness_checks.attacks import run_attack
 
     eps = params.attack.eps_list()
-    check_inside_bounds(context)
+    check_perturbation_bounds(context, params)
     wanted = params.failing_examples
 
     def attack(indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
@@ -148,6 +149,10 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     if wants_probe(params.attack, bounded):
         probe = run_probe(context, params.attack, robust_last)
     result = _decide(context, params, eps, tally, failures, settled)
+    # Report pictures only: a saliency map per shown failing example, outside `evaluations`.
+    saliency = add_saliency(context, failures)
+    if saliency:
+        result.details["saliency_maps"] = saliency
     if params.sequential:
         result.details["examples_used"] = tally.examples
         result.details["sequential"] = {

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.report_data import confusion_matrix
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import calibration as cal
 from robustness_checks.metrics.calibration_bias import (
@@ -97,6 +98,10 @@ def run_calibration(context: CheckContext, params: CalibrationCheck) -> CheckRes
         if debiased
         else "percentile bootstrap",
         **debiased,
+        # For the report: counts of (true label, prediction) over every example.
+        "confusion_matrix": confusion_matrix(
+            labels, probabilities.argmax(axis=1), probabilities.shape[1]
+        ),
     }
     return bounded_result(
         context,

@@ -25,8 +25,8 @@ class CheckType:
     summary: one line for the docs, `--help` listings and the Python function's docstring.
     metrics: every metric a result of this type can report, with whether lower or higher is
         better; baselines and decisions read it, so a metric missing here cannot be gated.
-    plot: 'module:function' drawing a results record as a matplotlib Figure (or None for no
-        plot); imported only when a report is drawn, so the registry never imports matplotlib.
+    plot: 'module:function' drawing a results record as an inline SVG string or a matplotlib
+        Figure (or None for no plot); imported only when a report is drawn.
     data_fields: fields holding extra data sources in the forms of `data` (e.g. `ood_data`):
         checked for existence at collection and loaded with the spec's data.
     docs: the page documenting the type, relative to the project's docs/ folder.

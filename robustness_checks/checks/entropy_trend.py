@@ -11,6 +11,8 @@ from scipy import stats
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec, NonNegative
+from robustness_checks.checks.common.bounds import check_perturbation_bounds
+from robustness_checks.checks.common.report_data import score_histogram
 from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, Outcome, format_number
@@ -49,6 +51,7 @@ def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> Check
     from robustness_checks.uncertainty.samplers import MEASURES
 
     measure = MEASURES[params.metric]
+    check_perturbation_bounds(context, params)
 
     def perturb_and_measure(
         indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor
@@ -124,6 +127,16 @@ def _decide(
         "tolerance": params.tolerance,
         "attack": params.attack.describe(),
         "uncertainty": params.uncertainty.model_dump(),
+        # For the report: the measure's histogram for correct and wrong predictions per eps.
+        "score_histogram": score_histogram(
+            params.metric,
+            [
+                (f"eps {e:g}", {"correct": column[right], "wrong": column[~right]})
+                for e, column, right in zip(
+                    params.eps, values.T, correct.T.astype(bool), strict=True
+                )
+            ],
+        ),
     }
     statement = (
         f"{params.metric} {verdict} (means {means_text} at eps {eps_text}; {test_name} "

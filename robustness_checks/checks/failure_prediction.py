@@ -8,6 +8,11 @@ from pydantic import Field
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.report_data import (
+    add_saliency,
+    error_examples,
+    score_histogram,
+)
 from robustness_checks.checks.common.scored import ScoredCheck, score_examples
 from robustness_checks.checks.common.separation import separation
 from robustness_checks.errors import RobustnessError
@@ -41,6 +46,16 @@ def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck
     details["aupr_error"] = details.pop("aupr")
     details["error_rate"] = float(wrong.mean())
     details["score"] = params.score
+    # Report pictures: the score's histogram for hits and errors, and the errors it misses most.
+    details["score_histogram"] = score_histogram(
+        params.score, [("", {"correct": values[~wrong], "wrong": values[wrong]})]
+    )
+    details["failing_examples"] = error_examples(
+        context, wrong, values, predictions.numpy(), params.score
+    )
+    saliency = add_saliency(context, details["failing_examples"])
+    if saliency:
+        details["saliency_maps"] = saliency
     return bounded_result(
         context,
         params,

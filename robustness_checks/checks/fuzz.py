@@ -12,13 +12,14 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
-from robustness_checks.checks.common.bounds import check_inside_bounds
+from robustness_checks.checks.common.bounds import check_perturbation_bounds
 from robustness_checks.checks.common.inputs import (
     SMALL_INPUT,
     SelectsInputs,
     pixel_rows,
     selected_inputs,
 )
+from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.seeding import derive_seed
@@ -181,7 +182,12 @@ def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
         found[i] = search_one(strategy, evaluator, i, shrink, search_seed) or unshrunk
     order = sorted(found, key=lambda i: targets.indices[i])
     failures = [_failure_row(evaluator, i, found[i]) for i in order]
-    return _result(context, params, targets, failures, search_seed, location)
+    result = _result(context, params, targets, failures, search_seed, location)
+    # Report pictures only: a saliency map per shown failure, outside `evaluations`.
+    saliency = add_saliency(context, failures)
+    if saliency:
+        result.details["saliency_maps"] = saliency
+    return result
 
 
 def _check_inputs(context: CheckContext, params: FuzzCheck, x: torch.Tensor) -> None:
@@ -191,7 +197,7 @@ def _check_inputs(context: CheckContext, params: FuzzCheck, x: torch.Tensor) -> 
             f"{', '.join(sorted(images))} perturbations need image inputs (C, H, W) or (H, W); "
             f"the data has inputs of shape {tuple(x.shape[1:])}"
         )
-    check_inside_bounds(context)
+    check_perturbation_bounds(context, params)
 
 
 @torch.inference_mode()

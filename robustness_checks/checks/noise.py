@@ -8,11 +8,16 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from robustness_checks.checks.check_type import CheckType
+from robustness_checks.checks.common.bounds import check_inside_bounds
 from robustness_checks.checks.common.inputs import SelectsInputs, selected_inputs
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import agree_on_failure, gather_objects
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
 from robustness_checks.results import CheckResult, Outcome, format_number
+
+# An input with a larger share of draws at which the model returned NaN or infinite logits
+# (or a share larger than max_probability) cannot pass: those draws have no prediction.
+NONFINITE_SHARE = 0.01
 
 
 class NoiseCheck(SelectsInputs):
@@ -36,6 +41,8 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
     """Estimate each selected input's failure probability and apply the decision rule."""
     from robustness_checks.failure_probability import estimate_failure_probability
 
+    if params.clip:
+        check_inside_bounds(context)
     chosen = selected_inputs(context, params)
     world = context.world
     rows, failure = [], None
@@ -70,7 +77,8 @@ def _row(
     """One input's estimate and its verdict. point: a converged estimate against the bound, or
     the interval when not converged; strict and lenient: the interval alone (an unconverged or
     unreliable estimate has a wide interval, so it is inconclusive unless the interval is
-    clear of the bound)."""
+    clear of the bound). Draws with NaN or infinite logits are not failures; an input "within"
+    the bound with more of them than min(NONFINITE_SHARE, bound) is inconclusive instead."""
     low, high = estimate.ci
     converged = estimate.converged and decision == "point"
     if bound is None:
@@ -80,6 +88,10 @@ def _row(
     elif (converged and estimate.probability > bound) or low > bound:
         outcome = "over"
     else:
+        outcome = "inconclusive"
+    share = estimate.nonfinite / max(1, estimate.draws)
+    undefined = bound is not None and outcome != "over" and share > min(NONFINITE_SHARE, bound)
+    if undefined:
         outcome = "inconclusive"
     return {
         "index": index,
@@ -91,7 +103,10 @@ def _row(
         "evaluations": estimate.evaluations,
         "ess": estimate.ess,
         "converged": estimate.converged,
+        "nonfinite": estimate.nonfinite,
+        "draws": estimate.draws,
         "outcome": outcome,
+        "nonfinite_inconclusive": undefined,
         "history": estimate.history,
     }
 
@@ -121,6 +136,15 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
             f"[{setting}]; {len(over)} of {len(rows)} inputs over the bound, "
             f"{len(unsure)} inconclusive"
         )
+    elif any(r["nonfinite_inconclusive"] for r in unsure):
+        first = next(r for r in unsure if r["nonfinite_inconclusive"])
+        statement = (
+            f"{_describe(first, level)} is inconclusive: the model returned NaN or infinite "
+            f"logits at {first['nonfinite']:,} of its {first['draws']:,} noisy draws, more than "
+            f"min({NONFINITE_SHARE:g}, max_probability {format_number(bound)}) of them, and "
+            f"those draws have no prediction [{setting}]; {len(unsure)} of {len(rows)} inputs "
+            "inconclusive"
+        )
     elif unsure:
         first = unsure[0]
         statement = (
@@ -137,6 +161,7 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
         )
     outcome: Outcome = "failed" if over else "inconclusive" if unsure else "passed"
     warnings = [statement] if outcome == "inconclusive" and context.decision == "lenient" else []
+    warnings += _nonfinite_warnings(rows)
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -161,6 +186,30 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
             "inputs": rows,
         },
     )
+
+
+def _nonfinite_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """A warning counting the noisy draws at which the model returned NaN or infinite logits."""
+    hit = [r for r in rows if r["nonfinite"]]
+    if not hit:
+        return []
+    worst = max(hit, key=lambda r: r["nonfinite"] / max(1, r["draws"]))
+    total = sum(r["nonfinite"] for r in hit)
+    draws = sum(r["draws"] for r in rows)
+    undefined = sum(r["nonfinite_inconclusive"] for r in rows)
+    message = (
+        f"the model returned NaN or infinite logits at {total:,} of {draws:,} noisy draws "
+        f"({len(hit)} of {len(rows)} inputs; input {worst['index']}: {worst['nonfinite']:,} of "
+        f"{worst['draws']:,}); those draws have no prediction and are not counted as failures, "
+        "so each probability is that of a misclassification with finite logits"
+    )
+    if undefined:
+        inputs = "1 input" if undefined == 1 else f"{undefined} inputs"
+        message += (
+            f"; {inputs} with more than min({NONFINITE_SHARE:g}, max_probability) of their draws "
+            f"non-finite {'is' if undefined == 1 else 'are'} inconclusive"
+        )
+    return [message]
 
 
 CHECK = CheckType(

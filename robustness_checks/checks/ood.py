@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.feature_scoring import FeatureSettings, feature_scores
+from robustness_checks.checks.common.report_data import score_histogram
 from robustness_checks.checks.common.scored import ScoredCheck, score_examples
-from robustness_checks.checks.common.scoring import ScoreName
+from robustness_checks.checks.common.scoring import FeatureScoreName, ScoreName
 from robustness_checks.checks.common.separation import separation
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import DataSpec, Probability
+from robustness_checks.uncertainty.detectors import FEATURE_SCORES
 
 
 class OODCheck(ScoredCheck):
     """Parameters of an `ood` check; OOD inputs are the positive class."""
 
     type: Literal["ood"]
-    score: ScoreName = "msp"
+    score: Literal[ScoreName, FeatureScoreName] = "msp"
     ood_data: DataSpec | None = Field(None, description="the OOD inputs; same forms as data")
+    fit_data: DataSpec | None = Field(
+        None,
+        description="in-distribution examples with labels (a training sample) that feature "
+        "scores fit their statistics on; same forms as data",
+    )
+    features: Annotated[str, Field(min_length=1)] | None = Field(
+        None,
+        description="module path whose output (pooled, flattened) is the feature vector; "
+        "default: the input of the last nn.Linear",
+    )
+    k: Annotated[int, Field(ge=1)] = Field(
+        50, description="knn: the neighbour whose distance counts"
+    )
+    percentile: Annotated[float, Field(gt=0.0, lt=100.0)] | None = Field(
+        None,
+        description="react: clip at this percentile of fit features (default 90); "
+        "ash: share of features pruned (default 65)",
+    )
+    vim_dim: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="vim: principal subspace dimension (default by feature size)"
+    )
     metric: Literal["auroc", "aupr", "fpr95"] = "auroc"
     min: Probability | None = Field(None, description="for auroc / aupr")
     max: Probability | None = Field(None, description="for fpr95")
@@ -33,6 +57,17 @@ class OODCheck(ScoredCheck):
             raise ValueError("fpr95 is better when lower: bound it with max, not min")
         if self.metric != "fpr95" and self.max is not None:
             raise ValueError(f"{self.metric} is better when higher: bound it with min, not max")
+        feature_score = self.score in FEATURE_SCORES
+        if self.features is not None and not feature_score:
+            raise ValueError(
+                f"features is read only by the feature scores ({', '.join(FEATURE_SCORES)}); "
+                f"{self.score} uses the logits"
+            )
+        if feature_score and self.uncertainty.method != "softmax":
+            raise ValueError(
+                f"the {self.score} score reads one forward pass: leave uncertainty out "
+                "(method softmax)"
+            )
         return self
 
 
@@ -41,12 +76,31 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
     ood_examples = context.extra_data.get("ood_data")
     if ood_examples is None:
         raise RobustnessError("the ood check needs ood_data: the out-of-distribution inputs")
-    negative, _ = score_examples(context, params, context.examples, "id")
-    positive, _ = score_examples(context, params, ood_examples, "ood")
+    extra: dict = {}
+    if params.score in FEATURE_SCORES:
+        settings = FeatureSettings(
+            params.score,
+            params.features,
+            params.k,
+            params.percentile,
+            params.vim_dim,
+            params.temperature,
+        )
+        scored = feature_scores(context, settings, {"id": context.examples, "ood": ood_examples})
+        negative, positive = scored["id"].scores, scored["ood"].scores
+        extra = scored["id"].details
+    else:
+        negative, _ = score_examples(context, params, context.examples, "id")
+        positive, _ = score_examples(context, params, ood_examples, "ood")
     value, ci, details = separation(
         context, params.metric, negative.numpy(), positive.numpy(), params.bootstrap
     )
     details["score"] = params.score
+    details.update(extra)
+    # The report draws the score's distribution on in- and out-of-distribution inputs.
+    details["score_histogram"] = score_histogram(
+        params.score, [("", {"in-distribution": negative.numpy(), "OOD": positive.numpy()})]
+    )
     return bounded_result(
         context,
         params,
@@ -69,6 +123,6 @@ CHECK = CheckType(
     summary="AUROC, AUPR or FPR at 95% TPR of a score at detecting out-of-distribution inputs",
     metrics={"auroc": "higher", "aupr": "higher", "fpr95": "lower"},
     plot="robustness_checks.reporting.plots:roc",
-    data_fields=("ood_data",),
-    docs="uncertainty.md",
+    data_fields=("ood_data", "fit_data"),
+    docs="ood.md",
 )

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
+from robustness_checks.checks.common.report_data import score_histogram
 from robustness_checks.checks.common.scored import ScoredCheck, score_examples, thinned
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import ranking
@@ -49,6 +50,10 @@ def run_selective(context: CheckContext, params: SelectiveCheck) -> CheckResult:
         "aurc": ranking.aurc(uncertainty, correct),
         "e_aurc": ranking.e_aurc(uncertainty, correct),
         "risk_coverage": {"coverage": curve["x"], "risk": curve["y"]},
+        # For the report: the score's histogram for correct and wrong predictions.
+        "score_histogram": score_histogram(
+            params.score, [("", {"correct": uncertainty[correct], "wrong": uncertainty[~correct]})]
+        ),
     }
     if params.coverage is not None:
         details["coverage"] = params.coverage

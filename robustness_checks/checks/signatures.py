@@ -25,7 +25,7 @@ RUN_OPTIONS: dict[str, tuple[Any, str]] = {
     "channels_last": ("auto", "bool | Literal['auto']"),
 }
 # Spec fields that only a spec file has (pytest marks), or that the run options carry.
-_NOT_PARAMETERS = {"name", "type", "confidence", "marks"}
+_NOT_PARAMETERS = {"name", "type", "confidence", "marks", "benchmark"}
 
 
 def parameter_fields(entry: CheckType) -> dict[str, Any]:

@@ -42,7 +42,8 @@ def estimate_failure_probability(
     """P(argmax model(x + delta) != label) for delta ~ N(0, sigma^2 I), to a relative error.
 
     `x` is one input without batch dimension, in raw input space; the model returns logits.
-    A draw fails when the label is not the unique top logit (a tie is a failure). With
+    A draw fails when the label is not the unique top logit (a tie is a failure); a draw with
+    NaN or infinite logits has no prediction and never fails (counted in `nonfinite`). With
     `bounds`, noisy inputs are clipped to them before the model. All randomness comes from
     `generator` (a generator on x's device; None means one seeded with 0), so results are
     reproducible. `samples_per_level` sets splitting's level size (default 1000) or the
@@ -65,21 +66,24 @@ def estimate_failure_probability(
     model.eval()
     try:
         if estimator == "mc":
-            return monte_carlo(oracle, batch_size=batch_size, **common, **options)
-        if estimator == "splitting":
-            return splitting(
+            result = monte_carlo(oracle, batch_size=batch_size, **common, **options)
+        elif estimator == "splitting":
+            result = splitting(
                 oracle, samples_per_level=samples_per_level or 1000, **common, **options
             )
-        return importance(
-            oracle,
-            batch_size=batch_size,
-            pilot_samples=samples_per_level or 500,
-            alpha=alpha,
-            **common,
-            **options,
-        )
+        else:
+            result = importance(
+                oracle,
+                batch_size=batch_size,
+                pilot_samples=samples_per_level or 500,
+                alpha=alpha,
+                **common,
+                **options,
+            )
     finally:
         model.train(was_training)
+    result.nonfinite, result.draws = oracle.nonfinite, oracle.draws
+    return result
 
 
 def _validate(

@@ -16,8 +16,10 @@ class MarginOracle:
 
     Noise is handled in standardized units u ~ N(0, I) flattened to (n, dim). A draw fails when
     the margin is <= 0, i.e. when the label is not the unique top logit (a tie counts as a
-    failure). Non-finite margins count as failures too. With `bounds`, the noisy input is clipped
-    to them before the model sees it.
+    failure). A draw whose logits are not all finite (NaN or +-inf) has no prediction: its
+    margin is +inf, so it is never a failure, and `nonfinite` counts such draws among the
+    `draws` evaluated (see `NoiseEstimate.nonfinite`). With `bounds`, the noisy input is
+    clipped to them before the model sees it.
     """
 
     def __init__(
@@ -41,11 +43,18 @@ class MarginOracle:
         chunk = max(1, min(int(batch_size), max_chunk_elements // max(1, self.dim)))
         self.batches = AdaptiveBatches(chunk, "noise sampling")
         self.evaluations = 0
+        self.draws = 0
+        self._nonfinite = torch.zeros((), dtype=torch.int64, device=x.device)
 
     @property
     def chunk(self) -> int:
         """Draws per forward pass (halved for good after an out-of-memory error)."""
         return self.batches.batch_size
+
+    @property
+    def nonfinite(self) -> int:
+        """Draws so far (of `draws`) at which the model's logits were not all finite."""
+        return int(self._nonfinite)
 
     @property
     def device(self) -> torch.device:
@@ -76,18 +85,24 @@ class MarginOracle:
         others = logits.clone()
         others[:, self.label] = -torch.inf
         best, winner = others.max(dim=1)
-        margin = torch.nan_to_num((own - best).float(), nan=-torch.inf)
+        finite = torch.isfinite(logits).all(dim=1)
+        margin = torch.where(finite, (own - best).float(), torch.inf)
         return margin, winner
+
+    def _counted_margin(self, logits: Tensor) -> tuple[Tensor, Tensor]:
+        self._nonfinite += (~torch.isfinite(logits).all(dim=1)).sum()
+        return self._margin(logits)
 
     def evaluate(self, noise: Tensor) -> tuple[Tensor, Tensor]:
         """Margins (n,) float32 and the strongest other class (n,) for noise of shape (n, dim)."""
 
         @torch.no_grad()
         def margins(rows: range) -> tuple[Tensor, Tensor]:
-            return self._margin(self.model(self._inputs(noise[rows.start : rows.stop])))
+            return self._counted_margin(self.model(self._inputs(noise[rows.start : rows.stop])))
 
         parts = self.batches.run(range(noise.shape[0]), margins)
         self.evaluations += noise.shape[0]
+        self.draws += noise.shape[0]
         return torch.cat([m for m, _ in parts]), torch.cat([w for _, w in parts])
 
     def gradients(self, noise: Tensor) -> Tensor:

@@ -20,6 +20,9 @@ class NoiseEstimate:
     spent building a proposal included. `ess` is Kong's effective sample size of the failing
     importance-sampling draws (None for the other estimators). `history` holds one point per
     sequential batch or run: evaluations, probability, ci_low, ci_high, relative_error.
+    `nonfinite` counts the `draws` (forward evaluations, gradients not included) at which the
+    model's logits were not all finite: those draws have no prediction and are never failures,
+    so `probability` estimates P(misclassified with finite logits).
     """
 
     estimator: str
@@ -33,6 +36,8 @@ class NoiseEstimate:
     converged: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    nonfinite: int = 0
+    draws: int = 0
 
 
 def z_value(confidence: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import torch
 from robustness_checks.errors import LoadError
 from robustness_checks.examples import Examples, as_examples
 from robustness_checks.loading.factory import import_callable
+from robustness_checks.loading.images import image_folder_dataset, same_size_loader
 from robustness_checks.spec.schema import DataSpec
 
 
@@ -32,17 +34,20 @@ def build_data(spec: DataSpec, base_dir: Path, *, labels: bool = True) -> Exampl
     transform = _image_transform(spec)
     if spec.torchvision is not None:
         dataset = _torchvision_dataset(spec, base_dir, transform)
-    else:
-        import torchvision
+        where = f"torchvision data set {spec.torchvision.name}"
 
+        def name(index: int) -> str:
+            return f"item {index}"
+    else:
         root = base_dir / str(spec.image_folder)
-        try:
-            dataset = torchvision.datasets.ImageFolder(str(root), transform=transform)
-        except (FileNotFoundError, NotADirectoryError) as error:
-            raise LoadError(
-                f"image folder {root}: {error} It needs one sub-folder of images per class"
-            ) from error
-    return as_examples(dataset, spec.batch_size, spec.limit)
+        dataset = image_folder_dataset(root, transform)
+        where = f"image folder {root}"
+
+        def name(index: int) -> str:
+            return os.path.relpath(dataset.samples[index][0], root)
+
+    loader = same_size_loader(dataset, spec, name, where)
+    return as_examples(loader, spec.batch_size, spec.limit)
 
 
 def read_tensors_file(path: Path, *, labels: bool = True) -> tuple[Any, Any]:

@@ -92,16 +92,22 @@ class CheckItem(pytest.Item):
 
     def runtest(self) -> None:
         from robustness_checks.checks.runner import emit_warnings, error_result, execute
+        from robustness_checks.plugin.benchmark import benchmarked
 
         state = get_session(self.config)
         document = self.spec_file.document
         start = time.perf_counter()
         context = runtime = None
-        try:
-            runtime = state.runtime(document)
+
+        def run_once() -> Any:  # a fresh context a round: pytest-benchmark may repeat it
+            nonlocal context
             context = runtime.context(self.check)
             context.watch(self._watch(document))
-            result = execute(context, self.check)
+            return execute(context, self.check)
+
+        try:
+            runtime = state.runtime(document)
+            result = benchmarked(self, run_once)
         except BaseException as error:  # KeyboardInterrupt and SystemExit too: recorded, raised
             confidence = self.check.confidence or document.spec.confidence
             result = error_result(
@@ -121,13 +127,13 @@ class CheckItem(pytest.Item):
             raise CheckFailed(result)
 
     def _settings(self) -> str:
-        """sha256 of what the check measures: its fields (name and marks aside), the spec's
+        """sha256 of what the check measures: its fields (name, marks, benchmark aside), the spec's
         bounds, seed and confidence, and the decision rule in force."""
         import hashlib
         import json
 
         spec = self.spec_file.document.spec
-        fields = self.check.model_dump(mode="json", exclude={"name", "marks"})
+        fields = self.check.model_dump(mode="json", exclude={"name", "marks", "benchmark"})
         chosen = {
             "check": fields,
             "bounds": spec.bounds,

@@ -160,6 +160,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if html_path:
             from robustness_checks.reporting.html_report import write_html
 
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                count = len(document["results"])
+                reporter.write_line(f"writing HTML report {html_path} ({count} checks) ...")
             write_html(html_path, document)
         if save_name and (complete or config.getoption("robustness_save_partial")):
             from robustness_checks.gating.baseline import save_baseline

@@ -55,6 +55,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "baseline's, instead of warning and not gating it",
     )
     group.addoption(
+        "--robustness-benchmark",
+        action="store_true",
+        default=False,
+        help="record every spec check as a pytest-benchmark benchmark too (group: spec file, "
+        "name: check; automatic with --benchmark-autosave, -save, -compare or -json)",
+    )
+    group.addoption(
         "--robustness-storage",
         metavar="DIR",
         default=".robustness",

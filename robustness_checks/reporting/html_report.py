@@ -9,11 +9,11 @@ from typing import Any
 import jinja2
 
 from robustness_checks.reporting.atomic import write_text_atomic
-from robustness_checks.reporting.plots import example_images, plot_for
+from robustness_checks.reporting.plots import example_images, extra_figures, plot_for
 from robustness_checks.reporting.terminal import baseline_cells
 from robustness_checks.results import format_number
 
-_BULKY_KEYS = {"input", "perturbation", "history"}
+_BULKY_KEYS = {"input", "perturbation", "history", "saliency", "counts", "edges"}
 
 
 def render_html(document: dict[str, Any]) -> str:
@@ -31,7 +31,7 @@ def render_html(document: dict[str, Any]) -> str:
     return environment.get_template("report.html.j2").render(
         compared=any("baseline" in (r.get("details") or {}) for r in results),
         created=document.get("created", ""),
-        environment=document.get("environment", {}),
+        environment=_environment_rows(document.get("environment") or {}),
         specs=document.get("specs", {}),
         results=results,
         counts=counts,
@@ -59,16 +59,47 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
         "message": record.get("message") or record.get("error") or "",
         "plot": _safe(plot_for, record),
         "images": _safe(example_images, record),
+        "images_caption": _images_caption(record),
+        "figures": _safe(extra_figures, record) or [],
         "details_text": json.dumps(_trimmed(record.get("details", {})), indent=2),
     }
 
 
-def _safe(render: Any, record: dict[str, Any]) -> str | None:
+def _safe(render: Any, record: dict[str, Any]) -> Any:
     """A plot that fails to draw must not lose the report."""
     try:
         return render(record)
     except Exception as error:
-        return f"<p>(plot unavailable: {type(error).__name__}: {error})</p>"
+        text = f"<p>(plot unavailable: {type(error).__name__}: {error})</p>"
+        return [(text, "")] if render is extra_figures else text
+
+
+def _environment_rows(found: dict[str, Any]) -> list[tuple[str, str]]:
+    """(name, value) rows of the environment block; the commit says whether the tree was dirty."""
+    rows = []
+    for key, value in found.items():
+        if key == "git_dirty":
+            continue
+        text = "(not available)" if value is None else str(value)
+        if key == "git":
+            key = "git commit"
+            if found.get("git_dirty"):
+                text += " (with uncommitted changes)"
+        rows.append((key, text))
+    return rows
+
+
+def _images_caption(record: dict[str, Any]) -> str:
+    """What the failing-example pictures show, for the figure caption."""
+    details = record.get("details") or {}
+    if record.get("type") == "failure_prediction":
+        return (
+            "errors the score ranks as most certain (the ones it misses), with the saliency of "
+            "the true label's logit"
+        )
+    eps = (details.get("failing_examples") or [{}])[0].get("eps")
+    at = f" at eps {eps:g} (the largest)" if eps is not None else ""
+    return f"failing examples{at}: input, perturbation, perturbed input and saliency"
 
 
 def _trimmed(value: Any) -> Any:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import json
+import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,14 +17,60 @@ SCHEMA_VERSION = 1
 
 
 def environment(devices: list[str]) -> dict[str, Any]:
-    """Versions and device(s) of this run."""
+    """Versions and device(s) of this run, and the git commit when run inside a repository."""
     import torch
 
-    return {
+    found: dict[str, Any] = {
         "python": platform.python_version(),
         "torch": torch.__version__.split("+")[0],
         "device": ", ".join(devices) if devices else "cpu",
+        "robustness_checks": _version("robustness-checks") or _own_version(),
+        "torchvision": _version("torchvision"),  # from its metadata: importing it takes seconds
     }
+    found.update(git_state())
+    return found
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _own_version() -> str:
+    from robustness_checks import __version__
+
+    return __version__
+
+
+def git_state(folder: str | Path | None = None) -> dict[str, Any]:
+    """{'git': commit, 'git_dirty': bool} of the repository holding `folder` (default: the
+    working directory); {} outside a repository or without git. Local commands only."""
+    # GIT_OPTIONAL_LOCKS=0: `git status` must not take the index lock of a repository that
+    # other processes may be using.
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0", "GIT_TERMINAL_PROMPT": "0"}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=folder,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=5,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"git": commit, "git_dirty": None if status is None else bool(status)}
 
 
 def results_document(

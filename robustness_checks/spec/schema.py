@@ -114,6 +114,14 @@ class DataSpec(StrictModel):
         return self
 
 
+class BenchmarkSettings(StrictModel):
+    """How a check is timed when it is also a pytest-benchmark benchmark."""
+
+    rounds: Annotated[int, Field(ge=1, le=1000)] = Field(
+        1, description="times the check runs when benchmarked; the last round's result counts"
+    )
+
+
 class CheckSpec(StrictModel):
     """Fields every check has; each check type subclasses it with its own `type` literal."""
 
@@ -128,6 +136,11 @@ class CheckSpec(StrictModel):
     )
     timeout: Seconds | None = Field(
         None, description="seconds this check may run; default: the spec's (none: no limit)"
+    )
+    benchmark: BenchmarkSettings | None = Field(
+        None,
+        description="pytest-benchmark settings ({rounds: 3}), used with --robustness-benchmark "
+        "or --benchmark-autosave/-save/-compare/-json",
     )
 
     @field_validator("name")

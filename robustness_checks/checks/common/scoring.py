@@ -22,17 +22,37 @@ ScoreName = Literal[
     "variation_ratio",
     "energy",
     "odin",
+    "max_logit",
 ]
+FeatureScoreName = Literal["mahalanobis", "relative_mahalanobis", "knn", "vim", "react", "ash"]
 SCORE_ORIENTATION = {
-    "msp": "1 - max mean softmax probability",
-    "confidence": "1 - max mean softmax probability",
+    "msp": "-log max mean softmax probability (logsumexp(z) - max z for one softmax pass; "
+    "ranks inputs like 1 - max softmax without ties at 0)",
+    "confidence": "-log max mean softmax probability, as msp",
     "entropy": "predictive entropy H(mean_t p_t)",
     "expected_entropy": "expected entropy mean_t H(p_t)",
     "mutual_information": "mutual information (predictive minus expected entropy)",
     "variation_ratio": "1 - share of samples voting for the modal class",
     "energy": "energy -T logsumexp(logits / T)",
     "odin": "1 - max softmax(logits(x~) / T) after ODIN's input step",
+    "max_logit": "-max logit",
+    "mahalanobis": "min over classes of the squared Mahalanobis distance of the features",
+    "relative_mahalanobis": "mahalanobis minus the distance to one Gaussian of all fit features",
+    "knn": "distance to the k-th nearest fit example, on L2-normalised features",
+    "vim": "alpha * norm of the features' residual off the principal subspace - logsumexp(z)",
+    "react": "energy of the logits of features clipped at a percentile of the fit features",
+    "ash": "energy of the logits of ASH-S-shaped features (top values kept, rescaled)",
 }
+
+
+LOG_SPACE_SCORES = (
+    "msp",
+    "confidence",
+    "entropy",
+    "expected_entropy",
+    "mutual_information",
+    "variation_ratio",
+)
 
 
 class UncertaintySpec(StrictModel):
@@ -82,28 +102,21 @@ def scores_and_predictions(
     key: object,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(scores, predicted classes) for every example, on the CPU; scores are float64."""
-    from robustness_checks.uncertainty import scores as score_functions
     from robustness_checks.uncertainty.samplers import MEASURES
 
     def score_batch(indices: torch.Tensor, x: torch.Tensor, _: torch.Tensor) -> dict[str, Any]:
-        if score in ("energy", "odin"):
+        if score in ("energy", "odin", "max_logit") or (
+            uncertainty.method == "softmax" and score in LOG_SPACE_SCORES
+        ):
             logits = _logits(context, x)
+            values = _logit_score(context, x, logits, score, options)
             predictions = logits.argmax(dim=1)
-            if score == "energy":
-                values = score_functions.energy_score(logits, options.temperature or 1.0)
-            else:
-                values = score_functions.odin_score(
-                    context.model,
-                    x,
-                    temperature=options.temperature or 1000.0,
-                    epsilon=options.epsilon,
-                    bounds=context.bounds,
-                )
         else:
-            samples = probabilities(context, x, uncertainty, (key, int(indices[0])))
+            # float64 from here on; MC dropout and ensemble samples arrive as float32.
+            samples = probabilities(context, x, uncertainty, (key, int(indices[0]))).double()
             predictions = samples.mean(dim=0).argmax(dim=1)
             if score in ("msp", "confidence"):
-                values = 1.0 - MEASURES["confidence"](samples)
+                values = -MEASURES["confidence"](samples).log()
             elif score == "entropy":
                 values = MEASURES["predictive_entropy"](samples)
             else:
@@ -123,3 +136,35 @@ def scores_and_predictions(
 def _logits(context: CheckContext, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return context.model(x).float()
+
+
+def _logit_score(
+    context: CheckContext,
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    score: ScoreName,
+    options: ScoreOptions,
+) -> torch.Tensor:
+    """A score from one pass's logits, float64 (msp in log space: no ties for confident inputs)."""
+    from robustness_checks.uncertainty import scores as score_functions
+
+    z = logits.double()
+    if score in ("msp", "confidence"):
+        return torch.logsumexp(z, dim=1) - z.amax(dim=1)
+    if score in ("entropy", "expected_entropy"):
+        log_p = z.log_softmax(dim=1)
+        return -(log_p.exp() * log_p).sum(dim=1)
+    if score in ("mutual_information", "variation_ratio"):
+        return z.new_zeros(z.shape[0])  # one softmax pass: no disagreement between samples
+    if score == "max_logit":
+        return -z.amax(dim=1)
+    if score == "energy":
+        temperature = options.temperature or 1.0
+        return -temperature * torch.logsumexp(z / temperature, dim=1)
+    return score_functions.odin_score(
+        context.model,
+        x,
+        temperature=options.temperature or 1000.0,
+        epsilon=options.epsilon,
+        bounds=context.bounds,
+    ).double()

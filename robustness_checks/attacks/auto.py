@@ -1,0 +1,389 @@
+"""`method: auto`: AutoAttack-style worst case per example over APGD-CE, APGD-T and Square."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustness_checks.attacks.apgd import (
+    DLRObjective,
+    apgd,
+    make_objective,
+    reduce_targets,
+    row_labels,
+    top_targets,
+)
+from robustness_checks.attacks.candidates import Candidates
+from robustness_checks.attacks.evaluation import Evaluator, Objective, eval_mode
+from robustness_checks.attacks.layout import MAX_CHUNK_ELEMENTS, Rows
+from robustness_checks.attacks.regions import (
+    Bounds,
+    NormName,
+    RandomSource,
+    parse_norm,
+    unit_noise,
+)
+from robustness_checks.attacks.result import AttackResult
+from robustness_checks.attacks.square import square
+from robustness_checks.errors import ModelOutputError
+from robustness_checks.execution.random_streams import ExampleStream
+from robustness_checks.execution.seeding import derive_seed
+
+AutoVersion = Literal["standard", "fast"]
+VERSIONS: tuple[str, ...] = get_args(AutoVersion)
+# Per version: APGD-CE steps, APGD-T targets, APGD-T steps, Square queries. `standard` is
+# AutoAttack's (Croce and Hein 2020) without FAB-T. `fast` keeps APGD-CE and the 9 targets (the
+# cheap part: most breaks are theirs) and cuts APGD-T's steps and above all Square's queries,
+# which every example still robust pays in full (benchmarks/README.md, "AutoAttack").
+BUDGETS: dict[str, tuple[int, int, int, int]] = {
+    "standard": (100, 9, 100, 5000),
+    "fast": (100, 9, 25, 300),
+}
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One attack of the sequence: a name for reports and its `run_attack` options."""
+
+    name: str
+    options: dict[str, Any]
+
+
+@dataclass
+class StageOutcome:
+    """What one stage did: `broken` (len(eps),) counts the examples it fooled first, per eps."""
+
+    name: str
+    options: dict[str, Any]
+    broken: Tensor
+    forward_passes: int = 0
+    backward_passes: int = 0
+    zero_gradients: Tensor | None = None
+    gradient_examples: int = 0
+
+    def add(self, ev: Evaluator) -> None:
+        """Count the passes of one of the stage's runs and its first-gradient diagnostic."""
+        self.forward_passes += ev.forward_passes
+        self.backward_passes += ev.backward_passes
+        if ev.zero_gradients is not None:
+            found = ev.zero_gradients
+            self.zero_gradients = (
+                found if self.zero_gradients is None else self.zero_gradients + found
+            )
+            self.gradient_examples += ev.gradient_examples
+
+
+@dataclass(repr=False)
+class AutoAttackResult(AttackResult):
+    """An `AttackResult` of `method='auto'`, with what each stage broke and cost (`stages`)."""
+
+    stages: list[StageOutcome] = field(default_factory=list)
+
+
+def auto_stages(version: str, classes: int) -> list[Stage]:
+    """The attacks of `version` for a `classes`-way model, in the order they run.
+
+    standard: APGD-CE (100 steps), APGD-T (targeted DLR, the min(9, classes - 1) most likely
+    other classes, 100 steps), Square (5000 queries). fast: the same with 25 APGD-T steps and
+    300 Square queries.
+    With 3 classes the second stage is untargeted APGD-DLR; with 2 it is left out (the DLR
+    losses need 3 and 4 classes).
+    """
+    if version not in BUDGETS:
+        raise ValueError(f"unknown auto version {version!r}: use one of {', '.join(VERSIONS)}")
+    steps, targets, dlr_steps, queries = BUDGETS[version]
+    stages = [Stage("APGD-CE", {"method": "apgd", "loss": "ce", "steps": steps})]
+    if classes >= 4:
+        options = {"method": "apgd", "loss": "dlr", "targeted": min(targets, classes - 1)}
+        stages.append(Stage("APGD-T", {**options, "steps": dlr_steps}))
+    elif classes == 3:
+        stages.append(Stage("APGD-DLR", {"method": "apgd", "loss": "dlr", "steps": dlr_steps}))
+    stages.append(Stage("Square", {"method": "square", "queries": queries}))
+    return stages
+
+
+def stage_generator(generator: RandomSource, stage: str, subset: Tensor) -> RandomSource:
+    """The random source of `stage` on the examples at positions `subset`: for an ExampleStream,
+    a stream keyed by (its key, stage) over those examples' indices, so a stage draws the same
+    numbers for an example whichever other examples it attacks; otherwise `generator` itself."""
+    if isinstance(generator, ExampleStream):
+        key = derive_seed(generator.key, "auto", stage)
+        return ExampleStream(key, generator.indices.index_select(0, subset.to(generator.device)))
+    return generator
+
+
+def run_auto(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    eps: Sequence[float],
+    norm: Literal["inf", 2] | float | str = "inf",
+    version: AutoVersion = "standard",
+    bounds: tuple[float, float] | None = (0.0, 1.0),
+    generator: RandomSource = None,
+    max_batch: int | None = None,
+) -> AutoAttackResult:
+    """Per eps and example, the worst case over the stages of `version` (see `auto_stages`).
+
+    Each stage runs, with early stop, only on the (eps, example) rows that are classified
+    correctly and that no earlier stage fooled, one run per eps; a row keeps the first
+    adversarial point found, else the point of highest cross-entropy. A stage runs the engine
+    of `run_attack(**stage.options, early_stop=True)` on those rows (see `run_stage`), with
+    three savings that leave its results as they were: it starts from the clean logits of
+    auto's one clean pass instead of making its own; APGD rows whose input gradient is zero or
+    not finite at the start point stop there (`apgd`'s `retire_dead`: their steps could not
+    move them; on a saturated softmax that is nearly every row of APGD-CE, and the
+    scale-invariant APGD-T breaks them); and APGD-T attacks its targets one after another,
+    each on the rows still robust (as AutoAttack's own APGD-T does), all from the random start
+    that the all-targets run would draw. So the robust accuracy is never above that of a stage
+    run alone with the same random streams (each stage's stream comes from
+    `stage_generator`). `loss` of the result is the cross-entropy to the label; `success`
+    means misclassified. `forward_passes` counts every input the model saw, the clean pass and
+    the stages' passes (per stage in `stages`). `run` (run_attack passes itself) is unused.
+    """
+    eps_list = [float(e) for e in eps]
+    norm_name = parse_norm(norm)
+    bounds = _check_inputs(x, y, bounds, generator, max_batch)
+    with eval_mode(model), torch.inference_mode(False):
+        x = x.clone() if x.is_inference() else x.detach()
+        y = y.to(device=x.device, dtype=torch.long)
+        if bounds is not None and bool(((x < bounds[0]) | (x > bounds[1])).any()):
+            raise ValueError(f"x has values outside bounds {bounds}")
+        ev = Evaluator(model)
+        clean_logits = ev(x).detach()
+        if not bool(torch.isfinite(clean_logits).all()):
+            raise ModelOutputError("the model returned non-finite logits on the clean inputs")
+        worst = _Worst(x, y, clean_logits, len(eps_list))
+        attack = _Stages(model, worst, norm_name, bounds, generator, max_batch)
+        outcomes = []
+        for stage in auto_stages(version, clean_logits.shape[1]):
+            broken = torch.zeros(len(eps_list), dtype=torch.long, device=x.device)
+            outcome = StageOutcome(stage.name, stage.options, broken)
+            for row, e in enumerate(eps_list):
+                attack(stage, outcome, row, e)
+            outcomes.append(outcome)
+    zero = [o.zero_gradients for o in outcomes if o.zero_gradients is not None]
+    return AutoAttackResult(
+        method="auto",
+        norm=norm_name,
+        eps=eps_list,
+        adversarial=worst.adversarial,
+        logits=worst.logits,
+        loss=worst.loss(),
+        success=worst.fooled,
+        clean_logits=clean_logits,
+        targets=None,
+        forward_passes=ev.forward_passes + sum(o.forward_passes for o in outcomes),
+        backward_passes=sum(o.backward_passes for o in outcomes),
+        zero_gradients=sum(zero[1:], zero[0]) if zero else None,
+        gradient_examples=sum(o.gradient_examples for o in outcomes),
+        stages=outcomes,
+    )
+
+
+class _Worst:
+    """Per (eps, example): the worst point so far, its logits and whether it is misclassified."""
+
+    def __init__(self, x: Tensor, y: Tensor, clean_logits: Tensor, count: int) -> None:
+        self.x, self.y, self.clean_logits = x, y, clean_logits
+        self.adversarial = x.unsqueeze(0).repeat(count, *([1] * x.ndim))
+        self.logits = clean_logits.unsqueeze(0).repeat(count, 1, 1)
+        self.fooled = (clean_logits.argmax(dim=1) != y).unsqueeze(0).repeat(count, 1)
+
+    def merge(self, row: int, subset: Tensor, best: Candidates) -> Tensor:
+        """Take a stage's points on the examples `subset` at eps row `row` where they are
+        misclassified or of higher cross-entropy; the count of examples newly fooled."""
+        labels = self.y.index_select(0, subset)
+        hit = best.logits.argmax(dim=1) != labels
+        new = F.cross_entropy(best.logits, labels, reduction="none")
+        old = F.cross_entropy(self.logits[row, subset], labels, reduction="none")
+        keep = (hit | (new > old)).nonzero().squeeze(1)
+        take = subset.index_select(0, keep)
+        self.adversarial[row, take] = best.x.index_select(0, keep)
+        self.logits[row, take] = best.logits.index_select(0, keep)
+        self.fooled[row, subset[hit]] = True
+        return hit.sum()
+
+    def loss(self) -> Tensor:
+        count = self.logits.shape[0]
+        loss = F.cross_entropy(self.logits.flatten(0, 1), self.y.repeat(count), reduction="none")
+        return loss.view(count, -1)
+
+
+class _Stages:
+    """Runs a stage at one eps on the examples `worst` holds robust there and merges the result."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        worst: _Worst,
+        norm: NormName,
+        bounds: Bounds,
+        generator: RandomSource,
+        max_batch: int | None,
+    ) -> None:
+        self.model, self.worst, self.norm, self.bounds = model, worst, norm, bounds
+        self.generator, self.max_batch = generator, max_batch
+
+    def __call__(self, stage: Stage, outcome: StageOutcome, row: int, eps: float) -> None:
+        worst, x = self.worst, self.worst.x
+        subset = (~worst.fooled[row]).nonzero().squeeze(1)
+        if subset.numel() == 0:
+            return
+        stream = stage_generator(self.generator, stage.name, subset)
+        targeted = stage.options.get("targeted")
+        if targeted is None:
+            self._run(stage, outcome, row, eps, subset, None, stream, None)
+            return
+        # APGD-T: the targets one after another, each on the examples still robust, all from
+        # the random start that one run over every target would draw.
+        shape = (subset.numel(), *x.shape[1:])
+        noise = unit_noise(
+            "uniform", self.norm, shape, generator=stream, device=x.device, dtype=x.dtype
+        )
+        for rank in range(targeted):
+            if rank:
+                left = ~worst.fooled[row].index_select(0, subset)
+                subset, noise = subset[left], noise[left]
+                if subset.numel() == 0:
+                    return
+            self._run(stage, outcome, row, eps, subset, rank, stream, noise)
+
+    def _run(
+        self,
+        stage: Stage,
+        outcome: StageOutcome,
+        row: int,
+        eps: float,
+        subset: Tensor,
+        rank: int | None,
+        stream: RandomSource,
+        noise: Tensor | None,
+    ) -> None:
+        worst = self.worst
+        labels = worst.y.index_select(0, subset)
+        clean = worst.clean_logits.index_select(0, subset)
+        targets = None
+        if rank is not None:
+            targets = top_targets(clean, labels, stage.options["targeted"])[rank : rank + 1]
+        ev = Evaluator(self.model)
+        if rank:  # one diagnostic per stage: the first target's, on all the stage's examples
+            ev.zero_gradients = torch.zeros((), dtype=torch.long, device=subset.device)
+        best = run_stage(
+            ev,
+            stage.options,
+            worst.x.index_select(0, subset),
+            labels,
+            clean,
+            targets,
+            eps=eps,
+            norm=self.norm,
+            bounds=self.bounds,
+            generator=stream,
+            max_batch=self.max_batch,
+            start_noise=noise,
+        )
+        outcome.broken[row] += worst.merge(row, subset, best)
+        outcome.add(ev)
+
+
+def run_stage(
+    ev: Evaluator,
+    options: dict[str, Any],
+    x: Tensor,
+    y: Tensor,
+    clean_logits: Tensor,
+    targets: Tensor | None,
+    *,
+    eps: float,
+    norm: NormName,
+    bounds: Bounds,
+    generator: RandomSource,
+    max_batch: int | None,
+    start_noise: Tensor | None = None,
+) -> Candidates:
+    """Per example, the best point of the apgd or square attack of `options`, run with early
+    stop at one eps from the examples' known `clean_logits`: the engine that `run_attack` runs,
+    without its clean pass, and for APGD with `retire_dead`. `targets` (copies, n): the classes
+    of a targeted APGD (`options['targeted']` says only that it is targeted), else None. `ev`,
+    a fresh Evaluator, counts the stage's passes and takes its first-gradient diagnostic.
+    `start_noise`: APGD's random start (see `apgd`), None to draw it from `generator`."""
+    n = x.shape[0]
+    ev.classes, ev.examples = clean_logits.shape[1], n  # as if it had made the clean pass
+    loss = options.get("loss", "ce")
+    objective: Objective | DLRObjective = Objective(False)
+    if options["method"] == "apgd":
+        objective = make_objective(loss, targets is not None, clean_logits.shape[1])
+    labels = row_labels(loss, y, targets, 1)
+    eps_rows = torch.full((labels.shape[0],), eps, device=x.device, dtype=x.dtype)
+    chunk = max_batch or max(n, MAX_CHUNK_ELEMENTS // max(1, math.prod(x.shape[1:])))
+    rows = Rows(x, eps_rows, labels, 2.0 * eps_rows, norm, bounds, chunk)
+    copies = labels.shape[0] // n
+    row_logits = clean_logits.repeat(copies, 1)
+    best = Candidates(
+        x.repeat(copies, *([1] * (x.ndim - 1))),
+        row_logits,
+        objective.loss(row_logits, labels),
+        objective.success(row_logits, labels),
+    )
+    if isinstance(objective, Objective) and options["method"] == "square":
+        square(
+            ev, objective, rows, best, queries=options["queries"], p_init=None, generator=generator
+        )
+    else:
+        apgd(
+            ev,
+            objective,
+            rows,
+            best,
+            steps=options["steps"],
+            restarts=1,
+            random_start=True,
+            early_stop=True,
+            generator=generator,
+            group=n,
+            retire_dead=True,
+            start_noise=start_noise,
+        )
+    if targets is not None:
+        best, _ = reduce_targets(best, targets)
+    return best
+
+
+def _check_inputs(
+    x: Tensor,
+    y: Tensor,
+    bounds: tuple[float, float] | None,
+    generator: RandomSource,
+    max_batch: int | None,
+) -> Bounds:
+    """run_attack's checks of the inputs that the stages get; the bounds as floats."""
+    if x.ndim < 2 or not x.is_floating_point():
+        raise ValueError(
+            f"x must be a float batch of shape (n, ...), got {x.dtype} {tuple(x.shape)}"
+        )
+    if y.shape != (x.shape[0],):
+        raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
+    if max_batch is not None and (
+        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
+    ):
+        raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+    if generator is not None and generator.device != x.device:
+        raise ValueError(f"generator is on {generator.device}, x is on {x.device}")
+    if isinstance(generator, ExampleStream) and len(generator.indices) != x.shape[0]:
+        raise ValueError(
+            f"the ExampleStream has {len(generator.indices)} indices for {x.shape[0]} examples"
+        )
+    if bounds is None:
+        return None
+    lo, hi = (float(b) for b in bounds)
+    if not lo < hi:
+        raise ValueError(f"bounds must satisfy low < high, got {bounds}")
+    return lo, hi

@@ -1,0 +1,141 @@
+"""Compact data for the HTML report's pictures: score histograms, confusion matrices, saliency."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.watch import CheckTimeout
+from robustness_checks.reporting.images import SHOWN_EXAMPLES
+
+HISTOGRAM_BINS = 20
+CONFUSION_CLASSES = 30  # full matrix up to this many classes, else the most confused pairs
+MOST_CONFUSED = 20
+
+
+def score_histogram(
+    score: str, panels: list[tuple[str, dict[str, np.ndarray]]], bins: int = HISTOGRAM_BINS
+) -> dict[str, Any]:
+    """Counts of each group's finite scores in equal-width bins shared by all panels."""
+    arrays = [np.asarray(v, dtype=np.float64) for _, groups in panels for v in groups.values()]
+    finite = np.concatenate([a[np.isfinite(a)] for a in arrays]) if arrays else np.zeros(0)
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    if not hi > lo:
+        hi = lo + (abs(lo) * 1e-3 or 1e-3)
+    edges = np.linspace(lo, hi, bins + 1)
+
+    def counts(values: np.ndarray) -> list[int]:
+        values = np.asarray(values, dtype=np.float64)
+        return np.histogram(values[np.isfinite(values)], edges)[0].tolist()
+
+    return {
+        "score": score,
+        "edges": [float(e) for e in edges],
+        "panels": [
+            {"label": label, "counts": {name: counts(v) for name, v in groups.items()}}
+            for label, groups in panels
+        ],
+    }
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> dict[str, Any]:
+    """Counts of (true label, prediction), or the most confused pairs for many classes."""
+    labels, predictions = np.asarray(labels, dtype=np.int64), np.asarray(predictions, np.int64)
+    flat = np.bincount(labels * classes + predictions, minlength=classes * classes)
+    counts = flat[: classes * classes].reshape(classes, classes)
+    if classes <= CONFUSION_CLASSES:
+        return {"classes": classes, "counts": counts.tolist()}
+    off = counts.copy()
+    np.fill_diagonal(off, 0)
+    top = np.argsort(off, axis=None, kind="stable")[::-1][:MOST_CONFUSED]
+    return {
+        "classes": classes,
+        "correct": int(np.trace(counts)),
+        "total": int(counts.sum()),
+        "most_confused": [
+            [int(i // classes), int(i % classes), int(off.flat[i])] for i in top if off.flat[i]
+        ],
+    }
+
+
+def input_saliency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """|d logit_label / d x| per input, by plain autograd (what captum's Saliency computes)."""
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.detach().clone().requires_grad_(True)
+        logits = model(x)
+        picked = logits.float().gather(1, labels.view(-1, 1)).sum()
+        (gradient,) = torch.autograd.grad(picked, x)
+    return gradient.detach().abs()
+
+
+def add_saliency(context: CheckContext, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Give the shown rows with pixels a `saliency` map at the example they show (input plus
+    perturbation): |d logit_label / d x|, the largest over channels, scaled to [0, 1] by its
+    `saliency_max`. For the report only, so these passes stay out of `evaluations`; returns a
+    summary for details (None when no row has pixels)."""
+    # Plain autograd instead of captum: one forward and one backward pass on at most
+    # SHOWN_EXAMPLES inputs, through the counted model wrapper (precision, memory format, time
+    # limit); captum's Saliency is the same gradient, and importing captum costs about a second.
+    chosen = [row for row in rows if "input" in row and "shape" in row][:SHOWN_EXAMPLES]
+    chosen = [row for row in chosen if row["shape"] == chosen[0]["shape"]] if chosen else []
+    if not chosen:
+        return None
+    before = context.counter.count
+    dtype = context.examples.x.dtype if context.examples.x.is_floating_point() else torch.float32
+    x = torch.tensor([row["input"] for row in chosen], dtype=dtype)
+    if any("perturbation" in row for row in chosen):
+        x = x + torch.tensor([row.get("perturbation") or [0.0] * x.shape[1] for row in chosen])
+    x = x.reshape(len(chosen), *chosen[0]["shape"]).to(context.device)
+    labels = torch.tensor([int(row["label"]) for row in chosen], device=context.device)
+    try:
+        maps = input_saliency(context.model, x, labels)
+    except CheckTimeout:
+        raise
+    except Exception as error:  # a picture must never decide or break a check
+        return {"error": f"{type(error).__name__}: {error}"}
+    finally:
+        context.counter.count = before
+    maps = maps.amax(dim=1) if maps.dim() == 4 else maps
+    for row, plane in zip(chosen, maps.flatten(1).cpu().double(), strict=True):
+        largest = float(plane.max())
+        scaled = plane / largest if largest > 0 else plane
+        row["saliency"] = [round(float(v), 3) for v in scaled]
+        row["saliency_max"] = float(f"{largest:.6g}")
+    return {
+        "method": "input gradient |d logit(label) / d x| at the example shown, max over channels",
+        "examples": len(chosen),
+        "forward_passes": len(chosen),
+        "backward_passes": len(chosen),
+        "in_evaluations": False,
+    }
+
+
+def error_examples(
+    context: CheckContext,
+    wrong: np.ndarray,
+    scores: np.ndarray,
+    predictions: np.ndarray,
+    score: str,
+) -> list[dict[str, Any]]:
+    """The errors the score ranks as least uncertain (the ones it misses most), with pixels."""
+    from robustness_checks.checks.common.inputs import SMALL_INPUT
+
+    x = context.examples.x
+    if x[0].numel() > SMALL_INPUT:
+        return []
+    order = np.flatnonzero(wrong)[np.argsort(scores[wrong], kind="stable")][:SHOWN_EXAMPLES]
+    return [
+        {
+            "index": int(i),
+            "label": int(context.examples.y[i]),
+            "prediction": int(predictions[i]),
+            "score": float(scores[i]),
+            "score_name": score,
+            "shape": list(x[i].shape),
+            "input": [round(v, 5) for v in x[i].flatten().tolist()],
+        }
+        for i in order
+    ]
