@@ -135,3 +135,35 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_concurrent_runs_on_the_same_paths_never_mix(tmp_path: Path) -> None:
+    """Two runs (different seeds) write the same JSON and HTML at the same time: each file is
+    wholly one run's, and the JSON and HTML of the last writer agree."""
+    (tmp_path / "factories.py").write_text(FACTORIES)
+    (tmp_path / "a.robustness.yaml").write_text(spec("fine"))
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--robustness-json=r.json",
+        "--robustness-html=r.html",
+        "a.robustness.yaml",
+    ]
+    runs = [
+        subprocess.Popen(
+            [*command, f"--robustness-seed={seed}"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for seed in (1, 2)
+    ]
+    assert [run.wait(timeout=300) for run in runs] == [0, 0]
+    document = json.loads((tmp_path / "r.json").read_text())
+    seed = document["specs"]["a.robustness.yaml"]["seed"]
+    page = (tmp_path / "r.html").read_text()
+    assert f"seed {seed} " in page  # the HTML is the same run's as the JSON
+    assert not list(tmp_path.glob(".r.*"))  # no temporary file left behind

@@ -172,6 +172,24 @@ def test_mutated_specs_are_valid_or_clean_errors(text: str) -> None:
         ("{name: a, type: noise, sigma: .nan}", "finite number"),
         ("{name: a, type: adversarial, attack: {eps: .inf}}", "finite number"),
         (
+            "{name: a, type: adversarial, attack: {eps: 0.1, steps: 1000000000000}}",
+            "less than or equal to 100000",
+        ),
+        (
+            "{name: a, type: adversarial, attack: {eps: 0.1, restarts: 1000000000000}}",
+            "less than or equal to 1000",
+        ),
+        (
+            "{name: a, type: adversarial, "
+            "attack: {method: square, eps: 0.1, queries: 10000000000}}",
+            "less than or equal to 1000000",
+        ),
+        (
+            "{name: a, type: entropy_trend, eps: [0, 0.1], "
+            "uncertainty: {method: mc_dropout, samples: 1000000000000}}",
+            "less than or equal to 10000",
+        ),
+        (
             "{name: a, type: selective, coverage: 0.5, min_accuracy: 0.5, bootstrap: 10000000}",
             "less than or equal to 100000",
         ),

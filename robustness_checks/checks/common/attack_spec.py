@@ -66,14 +66,14 @@ class AttackSpec(StrictModel):
     eps: NonNegative | list[NonNegative] | None = Field(
         None, description="perturbation size, or a list: one run, every eps"
     )
-    steps: Annotated[int, Field(ge=1)] | None = Field(
+    steps: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None, description="gradient steps; default the method's: 10 for pgd, 100 for apgd"
     )
     step_size: Annotated[float, Field(gt=0.0)] | None = Field(
         None, description="PGD step; default rel_step_size * eps / steps"
     )
     rel_step_size: Annotated[float, Field(gt=0.0)] = 2.5
-    restarts: Annotated[int, Field(ge=1)] = 1
+    restarts: Annotated[int, Field(ge=1, le=1_000)] = 1
     random_start: bool = True
     early_stop: bool = Field(False, description="stop attacking inputs already fooled")
     targeted: Annotated[int, Field(ge=0)] | Literal["least_likely"] | None = Field(
@@ -84,7 +84,7 @@ class AttackSpec(StrictModel):
     loss: Literal["ce", "dlr"] = Field(
         "ce", description="ce or dlr (difference of logits ratio, scale invariant): pgd, apgd"
     )
-    queries: Annotated[int, Field(ge=1)] = Field(
+    queries: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         5000, description="square: most model queries per example"
     )
     p_init: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
