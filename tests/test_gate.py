@@ -186,3 +186,33 @@ def test_reports_agree_on_a_gated_failure(pytester: pytest.Pytester) -> None:
     assert properties["regression"].startswith("ece rose")
     page = (pytester.path / "r.html").read_text()
     assert "regression against baseline base: ece rose" in page and "<th>delta</th>" in page
+
+
+def test_significant_gate_fails_only_a_real_regression(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
+    # An unchanged rerun (same numbers) and a small wobble never fail it.
+    same = run(
+        pytester, "--robustness-compare=base", "--robustness-compare-fail=robust:significant"
+    )
+    same.assert_outcomes(passed=2)
+    saved = pytester.path / ".robustness" / "base.json"
+    document = json.loads(saved.read_text())
+    robust = next(r for r in document["results"] if r["check"] == "robust")
+    row = robust["details"]["per_eps"][1]
+    wobble = {**row, "adversarial_accuracy": row["adversarial_accuracy"] + 0.02}
+    robust["details"]["per_eps"][1] = wobble
+    saved.write_text(json.dumps(document))
+    small = run(
+        pytester, "--robustness-compare=base", "--robustness-compare-fail=robust:significant"
+    )
+    small.assert_outcomes(passed=2)
+    robust["details"]["per_eps"][1] = {
+        **row,
+        "adversarial_accuracy": 0.95,
+        "adversarial_accuracy_ci": [0.9, 0.98],
+    }
+    saved.write_text(json.dumps(document))
+    big = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=robust:significant")
+    big.assert_outcomes(passed=1, failed=1)
+    big.stdout.fnmatch_lines(["*adversarial_accuracy at eps=0.1 fell significantly from 0.95*"])

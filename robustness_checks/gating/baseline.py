@@ -106,7 +106,7 @@ class Rule:
     """An allowed change: `key:+0.01` (absolute), `key:+2%` (relative) or `key:x2` (factor)."""
 
     key: str
-    kind: str  # "absolute", "relative" or "factor"
+    kind: str  # "absolute", "relative", "factor" or "significant"
     amount: float
     text: str
 
@@ -116,12 +116,15 @@ class Rule:
 
 def parse_rule(text: str) -> Rule:
     """A `--robustness-compare-fail` expression."""
+    key, _, how = text.strip().rpartition(":")
+    if how == "significant" and key:
+        return Rule(key, "significant", 0.0, text)
     match = _RULE.match(text.strip())
     if not match:
         raise BaselineError(
             f"cannot read --robustness-compare-fail {text!r}: use KEY:+ABS (ece:+0.01), "
-            "KEY:+PCT% (adversarial:+2%) or KEY:xFACTOR (noise:x2), where KEY is a metric, "
-            "check name, check type or *"
+            "KEY:+PCT% (adversarial:+2%), KEY:xFACTOR (noise:x2) or KEY:significant, where KEY "
+            "is a metric, check name, check type, evaluations, seconds or *"
         )
     try:
         amount = float(match["amount"])
@@ -141,18 +144,22 @@ COST_KEYS = ("evaluations", "seconds")
 SECONDS_FLOOR = 1.0  # wall time under this many seconds never fails a seconds:xF gate
 
 
-def gated_values(record: dict[str, Any]) -> dict[str, tuple[str, float, bool | None]]:
-    """Every bound-bearing value of a result: label -> (metric, value, lower is better).
+Gated = tuple[str, float, bool | None, Any]  # metric, value, lower is better, interval
+
+
+def gated_values(record: dict[str, Any]) -> dict[str, Gated]:
+    """Every bound-bearing value of a result: label -> (metric, value, lower is better, ci).
 
     The headline value, and for adversarial checks both metrics at each eps, for noise checks
     each input's probability, so a regression at a second eps or input is not missed.
     """
-    values: dict[str, tuple[str, float, bool | None]] = {}
+    values: dict[str, Gated] = {}
     if record.get("value") is not None:
         values[str(record.get("metric"))] = (
             str(record.get("metric")),
             record["value"],
             _lower_is_better(record),
+            record.get("ci"),
         )
     details = record.get("details") or {}
     for row in details.get("per_eps") or []:
@@ -162,6 +169,7 @@ def gated_values(record: dict[str, Any]) -> dict[str, tuple[str, float, bool | N
                     metric,
                     row[metric],
                     lower,
+                    row.get(f"{metric}_ci"),
                 )
     for row in details.get("inputs") or []:
         if isinstance(row, dict) and row.get("probability") is not None and "index" in row:
@@ -169,6 +177,7 @@ def gated_values(record: dict[str, Any]) -> dict[str, tuple[str, float, bool | N
                 "probability",
                 row["probability"],
                 True,
+                row.get("ci"),
             )
     return values
 
@@ -194,10 +203,15 @@ def regression(record: dict[str, Any], baseline: dict[str, Any], rules: list[Rul
     rule = next((r for r in rules if r.key not in COST_KEYS and r.matches(record)), None)
     if rule is not None and record.get("metric") == baseline.get("metric"):
         old = gated_values(baseline)
-        for label, (_, now, lower_better) in gated_values(record).items():
+        for label, (_, now, lower_better, ci) in gated_values(record).items():
             if label not in old or lower_better is None or now is None or old[label][1] is None:
                 continue
             before = old[label][1]
+            if rule.kind == "significant":
+                message = _significantly_worse(label, now, ci, old[label], lower_better, name)
+                if message:
+                    messages.append(f"{message}; {rule.text}")
+                continue
             limit = _limit(rule, before, lower_better)
             worse = now > limit if lower_better else now < limit
             if not worse or math.isclose(now, limit, rel_tol=1e-12, abs_tol=1e-15):
@@ -209,6 +223,27 @@ def regression(record: dict[str, Any], baseline: dict[str, Any], rules: list[Rul
                 f"{'at most' if lower_better else 'at least'} {format_number(limit)}"
             )
     return "; ".join(messages) if messages else None
+
+
+def _significantly_worse(
+    label: str, now: float, ci: Any, old: Gated, lower_better: bool, name: str
+) -> str | None:
+    """Worse than the baseline with the checks' confidence: the two intervals do not overlap,
+    the candidate's on the worse side. (The results file keeps no per-example outcomes, so a
+    paired test such as McNemar's is not possible; non-overlap of two intervals at level c is
+    a test at a level stricter than 1 - c, so this gate rarely flakes.)"""
+    before, before_ci = old[1], old[3]
+    if not ci or not before_ci or None in (*ci, *before_ci):
+        return None
+    worse = ci[0] > before_ci[1] if lower_better else ci[1] < before_ci[0]
+    if not worse:
+        return None
+    direction = "rose" if lower_better else "fell"
+    return (
+        f"{label} {direction} significantly from {format_number(before)} (CI "
+        f"{format_number(before_ci[0])} to {format_number(before_ci[1])}) in baseline {name!r} to "
+        f"{format_number(now)} (CI {format_number(ci[0])} to {format_number(ci[1])})"
+    )
 
 
 def _limit(rule: Rule, before: float, lower_better: bool) -> float:
