@@ -216,3 +216,24 @@ def test_significant_gate_fails_only_a_real_regression(pytester: pytest.Pytester
     big = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=robust:significant")
     big.assert_outcomes(passed=1, failed=1)
     big.stdout.fnmatch_lines(["*adversarial_accuracy at eps=0.1 fell significantly from 0.95*"])
+
+
+def test_rounds_keep_the_fastest_time(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    result = run(pytester, "--robustness-rounds=3", "--robustness-json=r.json")
+    result.assert_outcomes(passed=2)
+    records = json.loads((pytester.path / "r.json").read_text())["results"]
+    for record in records:
+        times = record["details"]["rounds_seconds"]
+        assert len(times) == 3 and record["seconds"] == min(times)
+
+
+def test_html_draws_a_trend_line_once_the_store_holds_two_runs(pytester: pytest.Pytester) -> None:
+    write(pytester)
+    run(pytester, "--robustness-save=one", "--robustness-html=r.html").assert_outcomes(passed=2)
+    assert '<figure class="trend">' not in (pytester.path / "r.html").read_text()
+    run(pytester, "--robustness-save=two").assert_outcomes(passed=2)
+    run(pytester, "--robustness-html=r.html").assert_outcomes(passed=2)
+    page = (pytester.path / "r.html").read_text()
+    assert page.count('<figure class="trend">') == 2
+    assert "in each saved baseline, then this run" in page and "<title>one:" in page

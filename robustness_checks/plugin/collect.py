@@ -105,9 +105,21 @@ class CheckItem(pytest.Item):
             context.watch(self._watch(document))
             return execute(context, self.check)
 
+        def run_rounds() -> Any:
+            """--robustness-rounds N: N runs, the last one's result with the fastest time, so a
+            seconds gate compares minima rather than one noisy run."""
+            times = []
+            for _ in range(max(1, self.config.getoption("robustness_rounds") or 1)):
+                outcome = run_once()
+                times.append(outcome.seconds)
+            outcome.seconds = min(times)
+            if len(times) > 1:
+                outcome.details["rounds_seconds"] = times
+            return outcome
+
         try:
             runtime = state.runtime(document)
-            result = benchmarked(self, run_once)
+            result = benchmarked(self, run_rounds)
         except BaseException as error:  # KeyboardInterrupt and SystemExit too: recorded, raised
             confidence = self.check.confidence or document.spec.confidence
             result = error_result(

@@ -164,7 +164,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             if reporter is not None:
                 count = len(document["results"])
                 reporter.write_line(f"writing HTML report {html_path} ({count} checks) ...")
-            write_html(html_path, document)
+            from robustness_checks.gating.history import check_series, load_history
+
+            history = (
+                check_series(load_history(state.gate.storage))
+                if state.gate.storage.is_dir()
+                else {}
+            )
+            write_html(html_path, document, history)
         if save_name and (complete or config.getoption("robustness_save_partial")):
             from robustness_checks.gating.baseline import save_baseline
 

@@ -62,6 +62,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "name: check; automatic with --benchmark-autosave, -save, -compare or -json)",
     )
     group.addoption(
+        "--robustness-rounds",
+        metavar="N",
+        type=int,
+        default=1,
+        help="run every check N times and keep the fastest wall time (for seconds:xF gates)",
+    )
+    group.addoption(
         "--robustness-storage",
         metavar="DIR",
         default=".robustness",

@@ -11,19 +11,25 @@ import jinja2
 from robustness_checks.reporting.atomic import write_text_atomic
 from robustness_checks.reporting.plots import example_images, extra_figures, plot_for
 from robustness_checks.reporting.terminal import baseline_cells
+from robustness_checks.reporting.trend import trend_svg
 from robustness_checks.results import format_number
 
 _BULKY_KEYS = {"input", "perturbation", "history", "saliency", "counts", "edges"}
 
 
-def render_html(document: dict[str, Any]) -> str:
-    """HTML for a results document (the JSON file's content)."""
+def render_html(
+    document: dict[str, Any], history: dict[str, list[dict[str, Any]]] | None = None
+) -> str:
+    """HTML for a results document (the JSON file's content); `history` (node id -> points of
+    saved baselines, `gating.history.check_series`) adds a trend line per check."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("robustness_checks.reporting", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         keep_trailing_newline=True,
     )
     results = [_view(record) for record in document.get("results", [])]
+    for view in results:
+        view["trend"] = trend_svg((history or {}).get(view["nodeid"], []), view.get("value"))
     counts = {
         key: sum(r["outcome"] == key for r in results)
         for key in ("passed", "failed", "inconclusive", "error", "skipped")
@@ -38,9 +44,11 @@ def render_html(document: dict[str, Any]) -> str:
     )
 
 
-def write_html(path: str | Path, document: dict[str, Any]) -> Path:
+def write_html(
+    path: str | Path, document: dict[str, Any], history: dict[str, Any] | None = None
+) -> Path:
     """Write the report atomically."""
-    return write_text_atomic(path, render_html(document))
+    return write_text_atomic(path, render_html(document, history))
 
 
 def _view(record: dict[str, Any]) -> dict[str, Any]:
