@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
 from robustness_checks.checks.common.feature_scoring import FeatureSettings, feature_scores
-from robustness_checks.checks.common.report_data import score_histogram
+from robustness_checks.checks.common.report_data import confusion_matrix, score_histogram
 from robustness_checks.checks.common.scored import ScoredCheck, score_examples
 from robustness_checks.checks.common.scoring import FeatureScoreName, ScoreName
 from robustness_checks.checks.common.separation import separation
@@ -77,6 +77,7 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
     if ood_examples is None:
         raise RobustnessError("the ood check needs ood_data: the out-of-distribution inputs")
     extra: dict = {}
+    predictions = None
     if params.score in FEATURE_SCORES:
         settings = FeatureSettings(
             params.score,
@@ -90,7 +91,7 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
         negative, positive = scored["id"].scores, scored["ood"].scores
         extra = scored["id"].details
     else:
-        negative, _ = score_examples(context, params, context.examples, "id")
+        negative, predictions = score_examples(context, params, context.examples, "id")
         positive, _ = score_examples(context, params, ood_examples, "ood")
     value, ci, details = separation(
         context, params.metric, negative.numpy(), positive.numpy(), params.bootstrap
@@ -101,6 +102,11 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
     details["score_histogram"] = score_histogram(
         params.score, [("", {"in-distribution": negative.numpy(), "OOD": positive.numpy()})]
     )
+    labels = context.examples.y.numpy()
+    if predictions is not None and len(predictions) == len(labels) and labels.min() >= 0:
+        # The in-distribution part is classified as a whole: its confusion matrix.
+        classes = int(max(int(predictions.max()), int(labels.max())) + 1)
+        details["confusion_matrix"] = confusion_matrix(labels, predictions.cpu().numpy(), classes)
     return bounded_result(
         context,
         params,
