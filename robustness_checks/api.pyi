@@ -85,6 +85,7 @@ def adversarial(
 def entropy_trend(
     model: nn.Module,
     data: Any,
+    fit_data: Any = None,
     *,
     attack: dict[str, Any] = ...,
     eps: list[float],
@@ -108,6 +109,7 @@ def entropy_trend(
 def selective(
     model: nn.Module,
     data: Any,
+    fit_data: Any = None,
     *,
     score: Literal['msp', 'confidence', 'entropy', 'expected_entropy', 'mutual_information', 'variation_ratio', 'energy', 'odin', 'max_logit'] = 'confidence',
     uncertainty: dict[str, Any] = ...,
@@ -164,6 +166,7 @@ def ood(
 def failure_prediction(
     model: nn.Module,
     data: Any,
+    fit_data: Any = None,
     *,
     score: Literal['msp', 'confidence', 'entropy', 'expected_entropy', 'mutual_information', 'variation_ratio', 'energy', 'odin', 'max_logit'] = 'confidence',
     uncertainty: dict[str, Any] = ...,

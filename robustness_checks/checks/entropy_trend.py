@@ -16,7 +16,7 @@ from robustness_checks.checks.common.report_data import score_histogram
 from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, Outcome, format_number
-from robustness_checks.spec.schema import CheckSpec
+from robustness_checks.spec.schema import CheckSpec, DataSpec
 
 Measure = Literal[
     "predictive_entropy", "expected_entropy", "mutual_information", "variation_ratio", "confidence"
@@ -30,6 +30,11 @@ class EntropyTrendCheck(CheckSpec):
     attack: AttackSpec = Field(default_factory=lambda: AttackSpec(method="fgsm"))
     eps: list[NonNegative] = Field(min_length=2, description="increasing perturbation sizes")
     uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    fit_data: DataSpec | None = Field(
+        None,
+        description="in-distribution examples (a training sample) that uncertainty method "
+        "laplace fits its last-layer posterior on; same forms as data",
+    )
     metric: Measure = "predictive_entropy"
     expect: Literal["increasing", "decreasing"] = "increasing"
     tolerance: Annotated[float, Field(ge=0.0)] = Field(
@@ -190,5 +195,6 @@ CHECK = CheckType(
     summary="uncertainty (entropy, mutual information, ...) rises with attack or noise strength",
     metrics={"trend_p_value": "lower"},
     plot="robustness_checks.reporting.plots:measure_against_eps",
+    data_fields=("fit_data",),
     docs="uncertainty.md",
 )

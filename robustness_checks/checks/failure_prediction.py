@@ -76,5 +76,6 @@ CHECK = CheckType(
     summary="AUPR-error or AUROC of a confidence score at telling errors from correct predictions",
     metrics={"aupr_error": "higher", "auroc": "higher"},
     plot="robustness_checks.reporting.plots:roc",
+    data_fields=("fit_data",),
     docs="uncertainty.md",
 )

@@ -102,5 +102,6 @@ CHECK = CheckType(
     summary="accuracy at a coverage, or AURC, when abstaining on the most uncertain inputs",
     metrics={"accuracy_at_coverage": "higher", "aurc": "lower", "e_aurc": "lower"},
     plot="robustness_checks.reporting.plots:risk_coverage",
+    data_fields=("fit_data",),
     docs="uncertainty.md",
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
@@ -14,8 +14,11 @@ from torch.nn.modules.dropout import _DropoutNd
 from robustness_checks.attacks.evaluation import eval_mode
 from robustness_checks.errors import ModelOutputError
 
-Sampler = Literal["softmax", "mc_dropout", "ensemble"]
-SAMPLERS: tuple[str, ...] = ("softmax", "mc_dropout", "ensemble")
+if TYPE_CHECKING:
+    from robustness_checks.uncertainty.laplace import LastLayerLaplace
+
+Sampler = Literal["softmax", "mc_dropout", "ensemble", "laplace"]
+SAMPLERS: tuple[str, ...] = ("softmax", "mc_dropout", "ensemble", "laplace")
 
 
 def dropout_modules(model: nn.Module) -> list[nn.Module]:
@@ -107,6 +110,7 @@ def predictive_samples(
     ensemble: Sequence[nn.Module] = (),
     max_batch_elements: int = 2**24,
     generator_seed: int | None = None,
+    laplace: LastLayerLaplace | None = None,
 ) -> Tensor:
     """Predictive probability samples of shape (T, n, classes), float32, on the model's device.
 
@@ -118,6 +122,9 @@ def predictive_samples(
     seeded for the call (CPU and the model's device), so dropout masks repeat; they still depend
     on the batch's layout, which is why the per-example guarantee is about batch norm: it stays in
     eval mode, so an example's predictive distribution does not depend on the other inputs.
+    `laplace`: T = `samples` draws of the last nn.Linear's weights from the fitted last-layer
+    posterior `laplace` (see `uncertainty.laplace.fit_laplace`) applied to the features of one
+    eval-mode pass; `generator_seed` seeds the draws' own generator.
     """
     if method not in SAMPLERS:
         raise ValueError(f"unknown uncertainty method {method!r}; use one of {', '.join(SAMPLERS)}")
@@ -136,6 +143,8 @@ def predictive_samples(
                     members.append(_probabilities(member, inputs, count, max_batch_elements))
             return torch.stack([probs.to(device) for probs in members])
         x = x.to(model_device(model, x.device))
+        if method == "laplace":
+            return _laplace_samples(model, x, samples, laplace, generator_seed, max_batch_elements)
         if method == "softmax":
             with eval_mode(model):
                 return _probabilities(model, x, count, max_batch_elements).unsqueeze(0)
@@ -150,6 +159,38 @@ def predictive_samples(
         with dropout_only_train(model), _seeded(generator_seed, x.device):
             probs = _probabilities(model, x, samples * count, max_batch_elements)
         return probs.reshape(samples, count, probs.shape[-1])
+
+
+def _laplace_samples(
+    model: nn.Module,
+    x: Tensor,
+    samples: int,
+    laplace: LastLayerLaplace | None,
+    seed: int | None,
+    max_batch_elements: int,
+) -> Tensor:
+    """Posterior last-layer samples on the features of `x` (input of the last nn.Linear)."""
+    from robustness_checks.uncertainty.features import reading, resolve
+
+    if laplace is None:
+        raise ValueError("method 'laplace' needs a fitted posterior: pass laplace=fit_laplace(...)")
+    if samples < 1:
+        raise ValueError(f"laplace needs samples >= 1, got {samples}")
+    tap = resolve(model, None)
+    chunk = max(1, max_batch_elements // max(1, math.prod(x.shape[1:])))
+    parts = []
+    with eval_mode(model), reading(model, tap) as box:
+        for start in range(0, x.shape[0], chunk):
+            model(x[start : start + chunk])
+            parts.append(box["features"])
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=laplace.weight.device).manual_seed(seed)
+    if not parts:
+        parts.append(x.new_zeros(0, laplace.weight.shape[1]))
+    features = torch.cat(parts).to(laplace.weight.device)
+    probs = laplace.sample_probabilities(features, samples, generator)
+    return probs.to(x.device)
 
 
 def _as_samples(probs: Tensor) -> Tensor:

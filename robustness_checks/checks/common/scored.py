@@ -16,7 +16,7 @@ from robustness_checks.checks.common.scoring import (
 )
 from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.spec.schema import CheckSpec
+from robustness_checks.spec.schema import CheckSpec, DataSpec
 
 CURVE_POINTS = 200
 
@@ -26,6 +26,11 @@ class ScoredCheck(CheckSpec):
 
     score: ScoreName = "confidence"
     uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    fit_data: DataSpec | None = Field(
+        None,
+        description="in-distribution examples (a training sample) that uncertainty method "
+        "laplace fits its last-layer posterior on; same forms as data",
+    )
     temperature: Annotated[float, Field(gt=0.0)] | None = Field(
         None, description="energy / ODIN temperature; default 1 for energy, 1000 for ODIN"
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from robustness_checks.errors import RobustnessError
 from robustness_checks.examples import Examples
@@ -56,10 +56,24 @@ LOG_SPACE_SCORES = (
 
 
 class UncertaintySpec(StrictModel):
-    """Where predictive distributions come from: one softmax pass, MC dropout or the ensemble."""
+    """Where predictive distributions come from: softmax, MC dropout, ensemble or Laplace."""
 
-    method: Literal["softmax", "mc_dropout", "ensemble"] = "softmax"
-    samples: Annotated[int, Field(ge=1, le=10_000, description="MC dropout passes")] = 20
+    method: Literal["softmax", "mc_dropout", "ensemble", "laplace"] = "softmax"
+    samples: Annotated[
+        int, Field(ge=1, le=10_000, description="MC dropout passes or Laplace weight draws")
+    ] = 20
+    hessian: Literal["kron", "diag"] | None = Field(
+        None, description="laplace: Kronecker-factored (default) or diagonal GGN"
+    )
+    prior_precision: Annotated[float, Field(gt=0.0)] | None = Field(
+        None, description="laplace: default chosen by marginal likelihood on a log grid"
+    )
+
+    @model_validator(mode="after")
+    def _laplace_fields(self) -> UncertaintySpec:
+        if self.method != "laplace" and (self.hessian or self.prior_precision):
+            raise ValueError("hessian and prior_precision are read only by method laplace")
+        return self
 
 
 class ScoreOptions(StrictModel):
@@ -83,6 +97,7 @@ def probabilities(
             "model.ensemble in the spec (or pass ensemble=[...] in Python)"
         )
     seed = derive_seed(context.seed, context.check_name, "dropout", key)
+    laplace = fitted_laplace(context, uncertainty) if uncertainty.method == "laplace" else None
     return predictive_samples(
         context.model,
         x,
@@ -90,7 +105,50 @@ def probabilities(
         samples=uncertainty.samples,
         ensemble=context.ensemble,
         generator_seed=seed,
+        laplace=laplace,
     )
+
+
+def fitted_laplace(context: CheckContext, uncertainty: UncertaintySpec) -> Any:
+    """The last-layer Laplace posterior fitted on the check's fit_data, once per spec."""
+    from robustness_checks.checks.common.feature_scoring import _cached, collect
+    from robustness_checks.uncertainty.features import linear_head, resolve
+    from robustness_checks.uncertainty.laplace import fit_laplace
+
+    fit = context.extra_data.get("fit_data")
+    if fit is None:
+        raise RobustnessError(
+            "uncertainty method 'laplace' needs fit_data: in-distribution examples (usually a "
+            "sample of the training set) to fit the last-layer posterior on: add fit_data to "
+            "the check (same forms as data)"
+        )
+    tap = resolve(context.model, None)
+    hessian = uncertainty.hessian or "kron"
+
+    def make() -> Any:
+        logits, features = collect(context, tap, fit)
+        weight, bias = linear_head(tap)
+        weight, bias = weight.to(context.device), bias.to(context.device)
+        phi = features.to(context.device).double()
+        head = phi @ weight.T + bias
+        if not torch.allclose(head, logits.to(head), rtol=2e-2, atol=2e-2):
+            raise RobustnessError(
+                f"uncertainty method 'laplace' puts its posterior on the last nn.Linear "
+                f"({tap.path}), but the model's logits are not that layer's output"
+            )
+        labels = fit.y.to(context.device)
+        labels = labels if bool((labels >= 0).all()) else None
+        has_bias = getattr(tap.module, "bias", None) is not None
+        return fit_laplace(
+            phi,
+            weight,
+            bias if has_bias else None,
+            labels,
+            hessian=hessian,
+            prior_precision=uncertainty.prior_precision,
+        )
+
+    return _cached(context, fit, tap, ("laplace", hessian, uncertainty.prior_precision), make)
 
 
 def scores_and_predictions(
