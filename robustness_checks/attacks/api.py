@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Iterator, Sequence
 from typing import Literal, get_args
 
@@ -17,12 +16,17 @@ from robustness_checks.attacks.apgd import (
     row_labels,
     top_targets,
 )
+from robustness_checks.attacks.arguments import (
+    as_eps_list,
+    check_inputs,
+    check_int,
+    check_nonnegative,
+)
 from robustness_checks.attacks.candidates import Candidates
 from robustness_checks.attacks.evaluation import Evaluator, eval_mode
 from robustness_checks.attacks.layout import MAX_CHUNK_ELEMENTS, Rows
 from robustness_checks.attacks.pgd import pgd
 from robustness_checks.attacks.regions import (
-    Bounds,
     NormName,
     RandomSource,
     parse_norm,
@@ -33,7 +37,6 @@ from robustness_checks.attacks.result import AttackResult
 from robustness_checks.attacks.single_shot import single_shot
 from robustness_checks.attacks.square import square
 from robustness_checks.errors import ModelOutputError
-from robustness_checks.execution.random_streams import ExampleStream
 
 AttackMethod = Literal["fgsm", "pgd", "apgd", "square", "auto", "uniform", "gaussian"]
 METHODS: tuple[str, ...] = get_args(AttackMethod)
@@ -127,7 +130,7 @@ def run_attack(
             model,
             x,
             y,
-            eps=_eps_list(eps),
+            eps=as_eps_list(eps),
             norm=norm,
             version=version,
             bounds=bounds,
@@ -142,30 +145,16 @@ def run_attack(
         raise ValueError("apgd sets its own step sizes (2 eps, halved on stalls): omit step_size")
     top_n = method == "apgd" and isinstance(targeted, int) and not isinstance(targeted, bool)
     norm_name = parse_norm(norm)
-    eps_list = _eps_list(eps)
-    bounds = _check_bounds(bounds)
-    _check_int("steps", steps, 0)
-    _check_int("restarts", restarts, 1)
-    _check_int("queries", queries, 1)
+    eps_values = as_eps_list(eps)
+    check_int("steps", steps, 0)
+    check_int("restarts", restarts, 1)
+    check_int("queries", queries, 1)
     if p_init is not None and not 0.0 < p_init <= 1.0:
         raise ValueError(f"p_init must lie in (0, 1], got {p_init!r}")
-    _check_nonnegative("rel_step_size", rel_step_size)
+    check_nonnegative("rel_step_size", rel_step_size)
     if step_size is not None:
-        _check_nonnegative("step_size", step_size)
-    if max_batch is not None:
-        _check_int("max_batch", max_batch, 1)
-    if x.ndim < 2 or not x.is_floating_point():
-        raise ValueError(
-            f"x must be a float batch of shape (n, ...), got {x.dtype} {tuple(x.shape)}"
-        )
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-    if generator is not None and generator.device != x.device:
-        raise ValueError(f"generator is on {generator.device}, x is on {x.device}")
-    if isinstance(generator, ExampleStream) and len(generator.indices) != x.shape[0]:
-        raise ValueError(
-            f"the ExampleStream has {len(generator.indices)} indices for {x.shape[0]} examples"
-        )
+        check_nonnegative("step_size", step_size)
+    bounds = check_inputs(x, y, bounds, generator, max_batch)
 
     with eval_mode(model), torch.inference_mode(False):
         x = x.clone() if x.is_inference() else x.detach()
@@ -173,7 +162,7 @@ def run_attack(
         if bounds is not None and bool(((x < bounds[0]) | (x > bounds[1])).any()):
             raise ValueError(f"x has values outside bounds {bounds}")
         ev = Evaluator(model)
-        n, count = x.shape[0], len(eps_list)
+        n, count = x.shape[0], len(eps_values)
 
         leaf = x.clone().requires_grad_(True) if method == "fgsm" else x
         clean_logits = ev(leaf)
@@ -194,7 +183,7 @@ def run_attack(
             raise ModelOutputError("the model returned non-finite logits on the clean inputs")
 
         # Rows: target-major, then eps-major, then examples.
-        eps_rows = torch.tensor(eps_list, device=x.device, dtype=x.dtype)
+        eps_rows = torch.tensor(eps_values, device=x.device, dtype=x.dtype)
         eps_rows = eps_rows.repeat_interleave(n).repeat(copies)
         if method == "apgd":
             step_rows = 2.0 * eps_rows
@@ -256,7 +245,7 @@ def run_attack(
     return AttackResult(
         method=method,
         norm=norm_name,
-        eps=eps_list,
+        eps=eps_values,
         adversarial=best.x.view(count, n, *x.shape[1:]),
         logits=best.logits.view(count, n, -1),
         loss=best.loss.view(count, n),
@@ -301,34 +290,3 @@ def _labels(y: Tensor, targeted: object, clean_logits: Tensor) -> Tensor:
     if isinstance(targeted, int) and not isinstance(targeted, bool) and 0 <= targeted < classes:
         return torch.full_like(y, targeted)
     raise ValueError(f"targeted class must be an int in [0, {classes}), got {targeted!r}")
-
-
-def _eps_list(eps: float | Sequence[float] | Tensor) -> list[float]:
-    if isinstance(eps, Tensor):
-        eps = eps.flatten().tolist()
-    values = [eps] if isinstance(eps, numbers.Real) else list(eps)
-    if not values:
-        raise ValueError("eps must not be empty")
-    out = [float(v) for v in values]
-    if any(not math.isfinite(v) or v < 0 for v in out):
-        raise ValueError(f"eps must be finite and >= 0, got {values}")
-    return out
-
-
-def _check_bounds(bounds: Bounds | Sequence[float]) -> Bounds:
-    if bounds is None:
-        return None
-    lo, hi = (float(b) for b in bounds)
-    if not lo < hi:
-        raise ValueError(f"bounds must satisfy low < high, got {bounds}")
-    return lo, hi
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
-def _check_nonnegative(name: str, value: float) -> None:
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")

@@ -19,6 +19,7 @@ from robustness_checks.attacks.apgd import (
     row_labels,
     top_targets,
 )
+from robustness_checks.attacks.arguments import check_inputs
 from robustness_checks.attacks.candidates import Candidates
 from robustness_checks.attacks.evaluation import Evaluator, Objective, eval_mode
 from robustness_checks.attacks.layout import MAX_CHUNK_ELEMENTS, Rows
@@ -150,7 +151,7 @@ def run_auto(
     """
     eps_list = [float(e) for e in eps]
     norm_name = parse_norm(norm)
-    bounds = _check_inputs(x, y, bounds, generator, max_batch)
+    bounds = check_inputs(x, y, bounds, generator, max_batch)
     with eval_mode(model), torch.inference_mode(False):
         x = x.clone() if x.is_inference() else x.detach()
         y = y.to(device=x.device, dtype=torch.long)
@@ -355,35 +356,3 @@ def run_stage(
     if targets is not None:
         best, _ = reduce_targets(best, targets)
     return best
-
-
-def _check_inputs(
-    x: Tensor,
-    y: Tensor,
-    bounds: tuple[float, float] | None,
-    generator: RandomSource,
-    max_batch: int | None,
-) -> Bounds:
-    """run_attack's checks of the inputs that the stages get; the bounds as floats."""
-    if x.ndim < 2 or not x.is_floating_point():
-        raise ValueError(
-            f"x must be a float batch of shape (n, ...), got {x.dtype} {tuple(x.shape)}"
-        )
-    if y.shape != (x.shape[0],):
-        raise ValueError(f"y must have shape ({x.shape[0]},), got {tuple(y.shape)}")
-    if max_batch is not None and (
-        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
-    ):
-        raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
-    if generator is not None and generator.device != x.device:
-        raise ValueError(f"generator is on {generator.device}, x is on {x.device}")
-    if isinstance(generator, ExampleStream) and len(generator.indices) != x.shape[0]:
-        raise ValueError(
-            f"the ExampleStream has {len(generator.indices)} indices for {x.shape[0]} examples"
-        )
-    if bounds is None:
-        return None
-    lo, hi = (float(b) for b in bounds)
-    if not lo < hi:
-        raise ValueError(f"bounds must satisfy low < high, got {bounds}")
-    return lo, hi
