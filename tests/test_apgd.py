@@ -157,7 +157,8 @@ def test_same_start_and_schedule_as_torchattacks_gives_the_same_points(
         t = 2 * torch.rand(shape) - 1
         return t / t.flatten(1).abs().amax(dim=1).view(-1, 1, 1, 1)
 
-    monkeypatch.setattr(apgd_module, "unit_noise", start)
+    # The random start is drawn by Rows.random_start (shared with PGD).
+    monkeypatch.setattr("robustness_checks.attacks.layout.unit_noise", start)
     monkeypatch.setattr(apgd_module, "checkpoints", _reference_checkpoints)
     monkeypatch.setattr(apgd_module, "RHO", 0.75 + 1e-6)
     ours = run_attack(model, x, y, method="apgd", loss=loss, eps=0.1, steps=20)

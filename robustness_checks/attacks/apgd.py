@@ -15,7 +15,6 @@ from robustness_checks.attacks.regions import (
     RandomSource,
     Region,
     unit_direction,
-    unit_noise,
 )
 from robustness_checks.execution.diagnostics import zero_gradient_rows
 
@@ -148,15 +147,7 @@ def apgd(
         if random_start and restart == 0 and start_noise is not None:
             noise = start_noise
         elif random_start:
-            # Per example, so every eps and target shares it and the batch does not matter.
-            noise = unit_noise(
-                "uniform",
-                rows.norm,
-                tuple(rows.x.shape),
-                generator=generator,
-                device=rows.x.device,
-                dtype=rows.x.dtype,
-            )
+            noise = rows.random_start(generator)
         pending = None
         if solved is not None:
             pending = (solved.repeat(rows.count // group) == 0).nonzero().squeeze(1)

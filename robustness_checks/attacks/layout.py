@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from robustness_checks.attacks.regions import Bounds, NormName, Region, make_region
+from robustness_checks.attacks.regions import (
+    Bounds,
+    NormName,
+    RandomSource,
+    Region,
+    make_region,
+    unit_noise,
+)
 
 # Default bound on the rows of one chunk: 2**22 input elements (16 MiB in float32), but never
 # fewer rows than the caller's own batch.
@@ -43,6 +50,18 @@ class Rows:
                 yield torch.arange(start, stop, device=self.x.device)
         else:
             yield from pending.split(self.max_batch)
+
+    def random_start(self, generator: RandomSource) -> Tensor:
+        """A uniform point in the unit ball per example (not per row), so every eps (and target)
+        shares it: an eps list gives the points of separate calls with the same generator."""
+        return unit_noise(
+            "uniform",
+            self.norm,
+            tuple(self.x.shape),
+            generator=generator,
+            device=self.x.device,
+            dtype=self.x.dtype,
+        )
 
     def examples(self, index: Tensor) -> Tensor:
         """The example index of each row in `index`."""

@@ -7,7 +7,7 @@ from torch import Tensor
 from robustness_checks.attacks.candidates import Candidates
 from robustness_checks.attacks.evaluation import Evaluator, Objective
 from robustness_checks.attacks.layout import Rows
-from robustness_checks.attacks.regions import RandomSource, Region, unit_noise
+from robustness_checks.attacks.regions import RandomSource, Region
 
 
 def pgd(
@@ -24,18 +24,7 @@ def pgd(
 ) -> None:
     """Run `restarts` PGD runs of `steps` steps; `best` keeps the worst case per row over all."""
     for _ in range(restarts):
-        noise = None
-        if random_start:
-            # Drawn per example, not per row, so every eps shares it: an eps list gives the same
-            # points as separate calls with the same generator.
-            noise = unit_noise(
-                "uniform",
-                rows.norm,
-                tuple(rows.x.shape),
-                generator=generator,
-                device=rows.x.device,
-                dtype=rows.x.dtype,
-            )
+        noise = rows.random_start(generator) if random_start else None
         pending = (~best.success).nonzero().squeeze(1) if early_stop else None
         for index in rows.chunks(pending):
             examples = rows.examples(index)
