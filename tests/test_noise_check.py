@@ -82,3 +82,23 @@ def test_inputs_are_the_first_correctly_classified() -> None:
     )
     assert [row["index"] for row in result.details["inputs"]] == [1, 2]
     assert result.comparison is None and result.passed
+
+
+def test_unreliable_error_estimate_is_inconclusive_not_passed() -> None:
+    from test_noise_estimators import HiddenMode
+
+    # p is about 1e-3 (a region without a gradient) while the design point alone says 8.5e-6:
+    # below 1e-2 the point rule would pass on an interval the diagnostics do not trust.
+    result = robustness_checks.noise(
+        HiddenMode(),
+        (torch.zeros(1, 16), torch.zeros(1, dtype=torch.long)),
+        sigma=1.0,
+        max_probability=0.01,
+        bounds=None,
+        max_evaluations=20000,
+    )
+    row = result.details["inputs"][0]
+    assert row["unreliable"], row
+    assert row["outcome"] == "inconclusive"
+    assert result.outcome == "inconclusive"
+    assert "its reported error cannot be trusted (effective sample size" in result.message

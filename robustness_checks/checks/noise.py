@@ -77,7 +77,8 @@ def _row(
     """One input's estimate and its verdict. point: a converged estimate against the bound, or
     the interval when not converged; strict and lenient: the interval alone (an unconverged or
     unreliable estimate has a wide interval, so it is inconclusive unless the interval is
-    clear of the bound). Draws with NaN or infinite logits are not failures; an input "within"
+    clear of the bound). An estimate whose diagnostics distrust its own error (see
+    `NoiseEstimate.unreliable`) cannot be "within": it is inconclusive instead. Draws with NaN or infinite logits are not failures; an input "within"
     the bound with more of them than min(NONFINITE_SHARE, bound) is inconclusive instead."""
     low, high = estimate.ci
     converged = estimate.converged and decision == "point"
@@ -91,7 +92,9 @@ def _row(
         outcome = "inconclusive"
     share = estimate.nonfinite / max(1, estimate.draws)
     undefined = bound is not None and outcome != "over" and share > min(NONFINITE_SHARE, bound)
-    if undefined:
+    # An interval from an error estimate the diagnostics distrust cannot clear the bound.
+    distrusted = outcome == "within" and bound is not None and not estimate.reliable
+    if undefined or distrusted:
         outcome = "inconclusive"
     return {
         "index": index,
@@ -103,6 +106,7 @@ def _row(
         "evaluations": estimate.evaluations,
         "ess": estimate.ess,
         "converged": estimate.converged,
+        "unreliable": estimate.unreliable,
         "nonfinite": estimate.nonfinite,
         "draws": estimate.draws,
         "outcome": outcome,
@@ -144,6 +148,13 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
             f"min({NONFINITE_SHARE:g}, max_probability {format_number(bound)}) of them, and "
             f"those draws have no prediction [{setting}]; {len(unsure)} of {len(rows)} inputs "
             "inconclusive"
+        )
+    elif any(r["unreliable"] for r in unsure):
+        first = next(r for r in unsure if r["unreliable"])
+        statement = (
+            f"{_describe(first, level)} is inconclusive: its reported error cannot be trusted "
+            f"({'; '.join(first['unreliable'])}) [{setting}]; {len(unsure)} of {len(rows)} "
+            "inputs inconclusive; more max_evaluations or estimator: splitting may settle it"
         )
     elif unsure:
         first = unsure[0]

@@ -45,6 +45,7 @@ class MarginOracle:
         self.evaluations = 0
         self.draws = 0
         self._nonfinite = torch.zeros((), dtype=torch.int64, device=x.device)
+        self._num_classes: int | None = None
 
     @property
     def chunk(self) -> int:
@@ -118,3 +119,29 @@ class MarginOracle:
         grads = self.batches.run(range(noise.shape[0]), gradient)
         self.evaluations += noise.shape[0]
         return torch.cat(grads)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits, from one forward pass at the clean input (counted)."""
+        if self._num_classes is None:
+            with torch.no_grad():
+                logits = self.model(self._inputs(torch.zeros_like(self.x)[None]))
+            self.evaluations += 1
+            self._num_classes = int(logits.shape[-1])
+        return self._num_classes
+
+    def pairwise(self, noise: Tensor, classes: Tensor) -> tuple[Tensor, Tensor]:
+        """z_label - z_c (n,) and its gradient (n, dim) with respect to u, class c per row."""
+
+        def one(rows: range) -> tuple[Tensor, Tensor]:
+            with torch.enable_grad():
+                u = noise[rows.start : rows.stop].detach().clone().requires_grad_(True)
+                logits = self.model(self._inputs(u))
+                rivals = classes[rows.start : rows.stop, None]
+                g = logits[:, self.label] - logits.gather(1, rivals)[:, 0]
+                (grad,) = torch.autograd.grad(g.sum(), u)
+            return g.detach().float(), grad.detach()
+
+        parts = self.batches.run(range(noise.shape[0]), one)
+        self.evaluations += noise.shape[0]
+        return torch.cat([g for g, _ in parts]), torch.cat([d for _, d in parts])

@@ -96,8 +96,15 @@ class SubspaceMixture:
         return (nu + r) / 2 * torch.log1p(distance2 / nu) - constant
 
     def shares(self) -> dict[int, float]:
-        """Each class's share of the non-nominal part of the mixture."""
-        return dict(zip(self.classes, self.weights.tolist(), strict=True))
+        """Each class's share of the non-nominal part of the mixture (its components')."""
+        totals: dict[int, float] = {}
+        for cls, weight in zip(self.classes, self.weights.tolist(), strict=True):
+            totals[cls] = totals.get(cls, 0.0) + weight
+        return totals
+
+    def centres(self) -> list[tuple[int, Tensor]]:
+        """(class, subspace mean) of every component."""
+        return list(zip(self.classes, self.means, strict=True))
 
     def summary(self) -> dict[str, Any]:
         """Numbers that describe the fitted proposal, for reports."""
@@ -149,6 +156,7 @@ def fit_proposal(
     class_rank: int = 3,
     max_rank: int = 12,
     min_cluster: int = 10,
+    points: list[tuple[int, Tensor]] | None = None,
     **options: Any,
 ) -> tuple[SubspaceMixture, dict[str, Any]]:
     """Fit the mixture to the last level of splitting runs (approximately N(0, I) near failure).
@@ -156,7 +164,9 @@ def fit_proposal(
     The subspace is the span of each competing class's leading normalized margin gradients at
     its members (see `fit_components`): the failure-informed subspace of Uribe et al. (2021),
     taken per class so that a rare failure mode keeps its direction; at most `max_rank`
-    directions, from at most `gradients` gradient evaluations.
+    directions, from at most `gradients` gradient evaluations. `points` (class, noise) are
+    design points: they join the subspace and split their class's members (see
+    `fit_components`).
     """
     members = _members(margins, winners, min_cluster)
     # A class needs at most `class_rank` directions: a few dozen gradients resolve them.
@@ -167,6 +177,9 @@ def fit_proposal(
         grads = oracle.gradients(samples[own[picks.to(own.device)]]).double()
         used += picks.numel()
         blocks.append(_directions(grads, energy, class_rank))
+    if points:
+        located = torch.stack([point for _, point in points]).double()
+        blocks.append(located / located.norm(dim=1, keepdim=True).clamp(min=1e-30))
     stacked = torch.cat(blocks)
     if stacked.shape[0] == 0:
         # No usable gradient (flat or non-differentiable model): the mean failure direction.
@@ -175,8 +188,16 @@ def fit_proposal(
     keep = min(max_rank, oracle.dim, int((singular > 1e-6 * singular[0]).sum()))
     basis = vh[:keep].T.contiguous().to(samples.dtype)
     y = (samples @ basis).double()
+    centres = [(cls, (point @ basis).double()) for cls, point in points or []]
     proposal = fit_components(
-        y, margins, winners, basis, alpha=alpha, min_cluster=min_cluster, **options
+        y,
+        margins,
+        winners,
+        basis,
+        alpha=alpha,
+        min_cluster=min_cluster,
+        centres=centres,
+        **options,
     )
     return proposal, {"gradients": used}
 
@@ -209,9 +230,14 @@ def fit_components(
     inflate: float = 1.2,
     min_variance: float = 0.6,
     dof: int | None = None,
+    centres: list[tuple[int, Tensor]] | None = None,
 ) -> SubspaceMixture:
-    """One component (Gaussian, or Student t with `dof`) per competing class on subspace
+    """Components (Gaussian, or Student t with `dof`) per competing class on subspace
     coordinates y (n, r) of weighted samples.
+
+    A class with several `centres` (class, subspace point), such as the local design points
+    of a ReLU network or the previous round's components, splits its members by the nearest
+    centre (one Lloyd step): one component per part with at least `min_cluster` members.
 
     Competing classes win at a failing sample or are runner-up at `min_cluster` or more
     samples. A class's members are its failing samples or, with fewer than `min_cluster`, its
@@ -225,25 +251,28 @@ def fit_components(
     if log_weights is None:
         log_weights = torch.zeros(y.shape[0], dtype=torch.float64, device=y.device)
     weight = (log_weights - log_weights[failing].max()).exp().masked_fill(~failing, 0.0)
-    members = _members(margins, winners, min_cluster)
+    members = _split(y, _members(margins, winners, min_cluster), centres or [], min_cluster)
     rank = basis.shape[1]
     eye = torch.eye(rank, dtype=torch.float64, device=y.device)
     means, chols = [], []
-    for own in members.values():
+    for _, own in members:
         part = y[own]
         share = weight[own] if bool(weight[own].sum() > 0) else torch.ones_like(weight[own])
         share = share / share.sum()
         mean = share @ part
         means.append(mean)
         cov = eye
-        effective = 1 / float((share**2).sum())
+        # The covariance from square-rooted weights: a few large weights leave too few
+        # effective members for it, and the flatter weighting errs on the wide side.
+        tempered = share.sqrt() / share.sqrt().sum()
+        effective = 1 / float((tempered**2).sum())
         if effective > rank + 1:
             centred = part - mean
-            cov = (share[:, None] * centred).T @ centred / (1 - 1 / effective)
+            cov = (tempered[:, None] * centred).T @ centred / (1 - 1 / effective)
             values, vectors = torch.linalg.eigh(inflate * cov)
             cov = (vectors * values.clamp(min=min_variance)) @ vectors.T
         chols.append(torch.linalg.cholesky(cov))
-    shares = torch.stack([weight[own].sum() for own in members.values()]) / weight.sum()
+    shares = torch.stack([weight[own].sum() for _, own in members]) / weight.sum()
     weights = shares.clamp(min=min_share)
     return SubspaceMixture(
         basis=basis,
@@ -251,6 +280,34 @@ def fit_components(
         chols=torch.stack(chols),
         weights=weights / weights.sum(),
         alpha=alpha,
-        classes=list(members),
+        classes=[cls for cls, _ in members],
         dof=dof,
     )
+
+
+def _split(
+    y: Tensor,
+    members: dict[int, Tensor],
+    centres: list[tuple[int, Tensor]],
+    min_cluster: int,
+) -> list[tuple[int, Tensor]]:
+    """Each class's members, split by their nearest centre of that class into parts of at
+    least `min_cluster` (a class with fewer than two centres stays whole)."""
+    parts = []
+    for cls, own in members.items():
+        mine = [centre for c, centre in centres if c == cls]
+        if len(mine) < 2:
+            parts.append((cls, own))
+            continue
+        nearest = torch.cdist(y[own], torch.stack(mine).to(y)).argmin(dim=1)
+        groups = [own[nearest == k] for k in range(len(mine))]
+        kept = [g for g in groups if g.numel() >= min_cluster]
+        if len(kept) < 2:
+            parts.append((cls, own))
+            continue
+        # Members of a part too small to fit go to the largest part.
+        largest = max(range(len(kept)), key=lambda k: kept[k].numel())
+        rest = [g for g in groups if g.numel() < min_cluster]
+        kept[largest] = torch.cat([kept[largest], *rest])
+        parts.extend((cls, g) for g in kept)
+    return parts

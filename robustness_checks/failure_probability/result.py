@@ -38,6 +38,12 @@ class NoiseEstimate:
     details: dict[str, Any] = field(default_factory=dict)
     nonfinite: int = 0
     draws: int = 0
+    unreliable: list[str] = field(default_factory=list)
+
+    @property
+    def reliable(self) -> bool:
+        """False when the estimator's diagnostics say its relative error cannot be trusted."""
+        return not self.unreliable
 
 
 def z_value(confidence: float) -> float:
@@ -105,16 +111,19 @@ def from_log(
     *,
     target: float,
     reliable: bool = True,
+    unreliable: list[str] | None = None,
     **fields: Any,
 ) -> NoiseEstimate:
-    """A result from a natural-log probability; converged when RE reached `target` and the
-    estimator's own diagnostics call its error estimate `reliable`."""
+    """A result from a natural-log probability; converged when RE reached `target`, the
+    estimate is `reliable` (enough of it to judge) and no diagnostic called its error
+    `unreliable` (the reasons, kept in the result)."""
     return NoiseEstimate(
         estimator=estimator,
         probability=math.exp(log_p),
         log10_probability=log_p / math.log(10),
         relative_error=relative_error,
         ci=ci,
-        converged=reliable and relative_error <= target,
+        converged=reliable and not unreliable and relative_error <= target,
+        unreliable=list(unreliable or ()),
         **fields,
     )
