@@ -13,7 +13,7 @@ from benchmarks.noise_heldout.models import ARCHITECTURES, load, weights_path
 from benchmarks.noise_heldout.validate import TRUTHS, run
 from robustness_checks.demo.digits import test_set
 
-SEEDS = range(100, 110)
+SEEDS = range(100, 120)
 
 
 def truth(model: str, index: int) -> dict:
@@ -37,16 +37,22 @@ def test_held_out_set_is_as_documented() -> None:
         assert accuracy > 0.95
 
 
+# Splitting's median evaluations to 10% over 20 seeds (benchmarks/README.md): importance
+# sampling may spend at most that, and at most a third of it at p <= 1e-5.
+SPLITTING = {("bn_cnn", 352): 29_717, ("plain_cnn", 145): 95_128, ("mlp", 145): 98_338}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    ("model", "index", "max_evaluations"),
-    [("bn_cnn", 352, 30_000), ("plain_cnn", 145, 30_000), ("mlp", 145, 30_000)],
-)
-def test_importance_on_held_out_inputs(model: str, index: int, max_evaluations: int) -> None:
-    # Seeds 100-109 were never used in development. At p <= 1e-5 splitting needs 80,000 to
-    # 100,000 evaluations for 10% here (benchmarks/README.md), so a third of it is the bound.
-    row = run(truth(model, index), "importance", SEEDS, budget=100_000)
+@pytest.mark.parametrize(("model", "index"), list(SPLITTING))
+def test_importance_on_held_out_inputs(model: str, index: int) -> None:
+    # Seeds 100-119 were used neither in development nor in the benchmark table. The bounds
+    # are looser than the (17 of 20, 1.5x), which the table checks: over 20 seeds a
+    # correct 95% interval against a truth with 3-5% error of its own covers 16 or fewer
+    # times in about 5% of inputs, and the spread of 20 estimates is itself +-30% (99%).
+    target = truth(model, index)
+    row = run(target, "importance", SEEDS, budget=100_000)
+    max_evaluations = SPLITTING[model, index] / (3 if target["p"] <= 1e-5 else 1)
     assert row.converged == len(SEEDS)
-    assert row.covers >= 8
-    assert 1 / 1.5 <= row.spread_over_reported <= 1.5
+    assert row.covers >= 16
+    assert 0.5 <= row.spread_over_reported <= 2.0
     assert statistics.median(r.evaluations for r in row.results) <= max_evaluations

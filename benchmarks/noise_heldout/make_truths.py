@@ -1,4 +1,6 @@
-"""Monte Carlo truths for the held-out noise validation: `python -m benchmarks.noise_heldout.make_truths`.
+"""Monte Carlo truths for the held-out noise validation, written to truths.json.
+
+Run `python -m benchmarks.noise_heldout.make_truths`.
 
 For each held-out model: a cheap screen (4,096 plain draws per correctly classified test input,
 then a 20,000-evaluation splitting estimate for those with no failure) picks the inputs whose
@@ -19,12 +21,11 @@ import torch
 from scipy import stats
 from torch import nn
 
+from benchmarks.make_noise_truth import SIGMA, count_failures
 from benchmarks.noise_heldout.models import ARCHITECTURES, load
 from robustness_checks.demo.digits import test_set
 from robustness_checks.failure_probability import estimate_failure_probability
 
-SIGMA = 0.2
-CHUNK = 32768
 OUTPUT = Path(__file__).resolve().parent / "truths.json"
 TARGETS = {
     "bn_cnn": [1e-3, 1e-4, 1e-5, 3e-6],
@@ -40,23 +41,6 @@ MAX_DRAWS = {
     "mlp": 300_000_000,
     "deep_mlp": 80_000_000,
 }
-
-
-def count_failures(
-    model: nn.Module, x: torch.Tensor, label: int, draws: int, seed: int
-) -> tuple[int, int]:
-    """Failures (margin <= 0, a tie failing) among `draws` rounded up to whole chunks."""
-    generator = torch.Generator().manual_seed(seed)
-    chunk = min(CHUNK, draws)
-    chunks = -(-draws // chunk)
-    failures = torch.zeros((), dtype=torch.int64)
-    with torch.inference_mode():
-        for _ in range(chunks):
-            logits = model(x + SIGMA * torch.randn((chunk, *x.shape), generator=generator))
-            others = logits.clone()
-            others[:, label] = -torch.inf
-            failures += (logits[:, label] <= others.amax(dim=1)).sum()
-    return int(failures), chunks * chunk
 
 
 def screen(name: str, model: nn.Module) -> dict[int, float]:

@@ -1,9 +1,10 @@
-"""Three digits classifiers the noise estimators were not developed on, and their loaders.
+"""Four digits classifiers the noise estimators were not developed on, and their loaders.
 
 Architectures, widths and seeds differ from the demo CNN (16/32 channels, no batch norm):
 `bn_cnn` has batch norm and dropout, `plain_cnn` is narrower with average pooling, `mlp` has
-no convolutions, `deep_mlp` has four ReLU layers and layer norm. `python -m benchmarks.noise_heldout.train` writes the weights next to this
-file; `load(name)` returns a trained model in eval mode.
+no convolutions, `deep_mlp` has four ReLU layers and layer norm.
+`python -m benchmarks.noise_heldout.train` writes the weights next to this file; `load(name)`
+returns a trained model in eval mode.
 """
 
 from __future__ import annotations

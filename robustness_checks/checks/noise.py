@@ -78,8 +78,9 @@ def _row(
     the interval when not converged; strict and lenient: the interval alone (an unconverged or
     unreliable estimate has a wide interval, so it is inconclusive unless the interval is
     clear of the bound). An estimate whose diagnostics distrust its own error (see
-    `NoiseEstimate.unreliable`) cannot be "within": it is inconclusive instead. Draws with NaN or infinite logits are not failures; an input "within"
-    the bound with more of them than min(NONFINITE_SHARE, bound) is inconclusive instead."""
+    `NoiseEstimate.unreliable`) cannot be "within": it is inconclusive instead. Draws with NaN
+    or infinite logits are not failures; an input "within" the bound with more of them than
+    min(NONFINITE_SHARE, bound) is inconclusive instead."""
     low, high = estimate.ci
     converged = estimate.converged and decision == "point"
     if bound is None:

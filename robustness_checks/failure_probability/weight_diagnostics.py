@@ -34,7 +34,7 @@ def tail_too_heavy(
     """
     if tail < max_tail:
         return False
-    return not (ess >= 4 * min_ess and top_share <= 0.05)
+    return not (ess >= 2 * min_ess and top_share <= 0.05)
 
 
 def diagnose(
