@@ -69,8 +69,9 @@ def importance(
 ) -> NoiseEstimate:
     """Design points -> mixture proposal -> cross-entropy rounds -> sequential IS batches.
 
-    Damped HL-RF iterations find, for every class, the most likely noise at which it overtakes
-    the label (see `design_points`); draws from unit-covariance components there, weighted,
+    A batched minimum-norm search finds, for every class, the most likely noise at which it
+    overtakes the label, and further local design points (see `design_points`); draws from
+    unit-covariance components there, weighted,
     seed the proposal (see `proposal.SubspaceMixture`: Student-t components with `dof` degrees
     of freedom in the subspace of the design points and margin gradients, nominal share
     `alpha`), which cross-entropy rounds refit to its own weighted failures until the class
@@ -83,8 +84,7 @@ def importance(
     logsumexp in float64; relative error and ESS as in `weight_diagnostics.moments_estimate`.
     Stops when RE <= target, ESS >= `min_ess`, at least `min_draws` draws were made and the
     weights are not too heavy-tailed (see `weight_diagnostics.tail_too_heavy`), or when the
-    budget is spent. The interval is
-    log-normal from RE. `unreliable` lists what `weight_diagnostics.diagnose` found wrong
+    budget is spent. The interval is log-normal from RE. `unreliable` lists what `weight_diagnostics.diagnose` found wrong
     with the error estimate (few effective draws, a heavy tail, disagreement with the last
     adaptation round's independent estimate); the result is converged only without any.
     """
