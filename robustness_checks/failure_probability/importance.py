@@ -84,9 +84,10 @@ def importance(
     logsumexp in float64; relative error and ESS as in `weight_diagnostics.moments_estimate`.
     Stops when RE <= target, ESS >= `min_ess`, at least `min_draws` draws were made and the
     weights are not too heavy-tailed (see `weight_diagnostics.tail_too_heavy`), or when the
-    budget is spent. The interval is log-normal from RE. `unreliable` lists what `weight_diagnostics.diagnose` found wrong
-    with the error estimate (few effective draws, a heavy tail, disagreement with the last
-    adaptation round's independent estimate); the result is converged only without any.
+    budget is spent. The interval is log-normal from RE. `unreliable` lists what
+    `weight_diagnostics.diagnose` found wrong with the error estimate (few effective draws, a
+    heavy tail, disagreement with the last adaptation round's independent estimate); the
+    result is converged only without any.
     """
     details: dict[str, Any] = {"interval": "log-normal from RE"}
     before = oracle.evaluations
