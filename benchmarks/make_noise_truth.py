@@ -38,6 +38,12 @@ def count_failures(
     return int(failures), chunks * chunk
 
 
+def truth_fields(k: int, n: int) -> dict:
+    """p, k, n and the exact (Clopper-Pearson) 95% interval of k failures in n draws."""
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return {"p": k / n, "k": k, "n": n, "ci95": [float(ci.low), float(ci.high)]}
+
+
 def compiled_model() -> nn.Module:
     """The pretrained demo CNN, channels-last and compiled when a compiler is available."""
     model = digits_cnn(pretrained=True).to(memory_format=torch.channels_last)
@@ -90,15 +96,11 @@ def main() -> None:
         label = int(labels[index])
         begun = time.time()
         k, n = count_failures(model, images[index], label, args.draws, 1_000_003 + index)
-        ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
         truths.append(
             {
                 "index": index,
                 "label": label,
-                "p": k / n,
-                "k": k,
-                "n": n,
-                "ci95": [float(ci.low), float(ci.high)],
+                **truth_fields(k, n),
                 "screen": list(screening.get(index, ())),
             }
         )

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from scipy import stats
 from torch import nn
 
-from benchmarks.make_noise_truth import SIGMA, count_failures
+from benchmarks.make_noise_truth import SIGMA, count_failures, truth_fields
 from benchmarks.noise_heldout.models import ARCHITECTURES, load
 from robustness_checks.demo.digits import test_set
 from robustness_checks.failure_probability import estimate_failure_probability
@@ -86,17 +85,7 @@ def truth(name: str, model: nn.Module, index: int, screened: float) -> dict:
     wanted = 30_000_000 if screened < 1e-5 else 10_000_000
     draws = min(MAX_DRAWS[name], max(wanted, int(400 / screened)))
     k, n = count_failures(model, images[index], label, draws, 1_000_003 + index)
-    ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
-    return {
-        "model": name,
-        "index": index,
-        "label": label,
-        "p": k / n,
-        "k": k,
-        "n": n,
-        "ci95": [float(ci.low), float(ci.high)],
-        "screen": screened,
-    }
+    return {"model": name, "index": index, "label": label, **truth_fields(k, n), "screen": screened}
 
 
 def extend(output: Path, name: str, index: int, draws: int) -> None:
@@ -106,11 +95,7 @@ def extend(output: Path, name: str, index: int, draws: int) -> None:
     images, _ = test_set()
     seed = 2_000_003 + index + 7919 * entry.get("extensions", 0)
     k, n = count_failures(load(name), images[index], entry["label"], draws, seed)
-    entry["k"] += k
-    entry["n"] += n
-    entry["p"] = entry["k"] / entry["n"]
-    ci = stats.binomtest(entry["k"], entry["n"]).proportion_ci(0.95, method="exact")
-    entry["ci95"] = [float(ci.low), float(ci.high)]
+    entry.update(truth_fields(entry["k"] + k, entry["n"] + n))
     entry["extensions"] = entry.get("extensions", 0) + 1
     output.write_text(json.dumps(stored, indent=2) + "\n")
     print(json.dumps(entry), flush=True)

@@ -19,13 +19,12 @@ class DesignPoints:
     `points` (k, dim) are standardized noise at which class `classes[i]` has a logit at least
     the label's (a class may appear more than once, one point per lobe); `betas` are their
     norms, so Phi(-beta) is the first-order (FORM) estimate of P(that lobe fails). Sorted by
-    beta; `evaluations` counts gradient passes.
+    beta.
     """
 
     classes: list[int]
     points: Tensor
     betas: list[float]
-    evaluations: int
 
     def form_probabilities(self) -> list[float]:
         return [float(stats.norm.sf(beta)) for beta in self.betas]
@@ -61,8 +60,8 @@ def design_points(
     keeps its smallest-norm point; a class keeps its best and its other local design points
     (see `_local_points`). Points whose beta lies within `keep_within` of the smallest (a
     FORM share of about 1e-4 and up) are kept: at most `max_classes` classes and
-    `max_points` points. None when no
-    class was ever overtaken or the gradients are unusable (zero or not finite).
+    `max_points` points. None when no class was ever overtaken or the gradients are unusable
+    (zero or not finite).
     """
     others = [c for c in range(classes) if c != oracle.label]
     rows = torch.tensor(others * starts, device=oracle.device)
@@ -78,7 +77,6 @@ def design_points(
     best_norm = torch.full((rows.numel(),), math.inf, device=oracle.device)
     best = torch.zeros_like(u)
     radius = None
-    before = oracle.evaluations
     for k in range(iterations):
         g, grad = oracle.pairwise(u, rows)
         usable = torch.isfinite(g) & torch.isfinite(grad).all(dim=1)
@@ -109,7 +107,6 @@ def design_points(
         classes=[cls for cls, _, _ in near],
         points=torch.stack([point for _, _, point in near]),
         betas=[norm for _, norm, _ in near],
-        evaluations=oracle.evaluations - before,
     )
 
 
