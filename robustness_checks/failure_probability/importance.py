@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from robustness_checks.failure_probability.design_points import DesignPoints, design_points
+from robustness_checks.failure_probability.draw_pool import DrawPool
 from robustness_checks.failure_probability.margin import MarginOracle
 from robustness_checks.failure_probability.monte_carlo import next_batch
 from robustness_checks.failure_probability.pilots import (
@@ -71,12 +72,12 @@ def importance(
 
     A batched minimum-norm search finds, for every class, the most likely noise at which it
     overtakes the label, and further local design points (see `design_points`); draws from
-    unit-covariance components there, weighted,
-    seed the proposal (see `proposal.SubspaceMixture`: Student-t components with `dof` degrees
-    of freedom in the subspace of the design points and margin gradients, nominal share
-    `alpha`), which cross-entropy rounds refit to its own weighted failures until the class
-    shares settle (see `_adapt`). Without usable gradients (no design point, or no failing
-    draw there) one splitting run per competing class seeds it instead (see
+    unit-covariance components there, weighted, seed the proposal (see
+    `proposal.SubspaceMixture`: Student-t components with `dof` degrees of freedom in the
+    subspace of the design points and margin gradients, nominal share `alpha`), which
+    cross-entropy rounds refit to the weighted failures of all draws so far (`DrawPool`) until
+    the class shares settle (see `_adapt`). Without usable gradients (no design point, or no
+    failing draw there) one splitting run per competing class seeds it instead (see
     `pilots.class_pilots`). Those draws only shape the proposal; the estimate uses the draws
     from the final, fixed proposal alone, so it is unbiased.
 
@@ -120,7 +121,7 @@ def importance(
             bounding = runs[0] if len(runs) == 1 else dataclasses.replace(runs[0], levels=[])
             return _no_failure_bound(bounding, oracle, confidence, [], details, "importance")
         start = Start.from_runs(runs)
-    samples, margins, winners, log_w, found, located = start
+    samples, margins, winners, log_w, found, located, mixture = start
     proposal, subspace = fit_proposal(
         oracle,
         samples,
@@ -134,9 +135,13 @@ def importance(
         points=located,
         **(fit_options or {}),
     )
+    pool = DrawPool(proposal.basis, start=mixture)
+    if mixture is not None:
+        pool.add(mixture, samples, margins, winners)
     proposal, replicate = _adapt(
         proposal,
         oracle,
+        pool,
         generator=generator,
         budget=max_evaluations,
         rounds=adapt_rounds,
@@ -218,6 +223,7 @@ class Start(NamedTuple):
     log_weights: Tensor
     runs: list[SubsetRun]
     points: list[tuple[int, Tensor]]
+    mixture: SubspaceMixture | None = None  # what drew the samples, when they come from one
 
     @classmethod
     def from_runs(cls, runs: list[SubsetRun]) -> Start:
@@ -256,10 +262,12 @@ def _design_start(
         )
     ]
     count = min(draws, draws * len(points.classes) // max_classes)
-    drawn = _draw(_design_mixture(points, alpha=alpha, dof=dof), oracle, generator, count)
+    mixture = _design_mixture(points, alpha=alpha, dof=dof)
+    drawn = _draw(mixture, oracle, generator, count)
     if not bool((drawn[1] <= 0).any()):
         return None
-    return Start(*drawn, runs=[], points=list(zip(points.classes, points.points, strict=True)))
+    located = list(zip(points.classes, points.points, strict=True))
+    return Start(*drawn, runs=[], points=located, mixture=mixture)
 
 
 def _heaviest(
@@ -311,6 +319,7 @@ def _draw(
 def _adapt(
     proposal: SubspaceMixture,
     oracle: MarginOracle,
+    pool: DrawPool,
     *,
     generator: torch.Generator,
     budget: int,
@@ -324,13 +333,14 @@ def _adapt(
     settled: float = 0.1,
     heavy: float = 20.0,
 ) -> tuple[SubspaceMixture, dict[str, float] | None]:
-    """Cross-entropy refits of the mixture to its own weighted failing draws.
+    """Cross-entropy refits of the mixture to the weighted failing draws of every round so far.
 
     Each round draws max(`draws`, `draws_per_component` per component) from the current
-    proposal and refits per-class means, covariances and shares. After `min_rounds`, it stops
-    once the class shares move by less than `settled` (total variation): with several classes
-    the pilot's shares come from one splitting run each and are off by tens of percent, and a
-    class given too small a share gets weights far above p where it fails. Also returns the
+    proposal, adds them to `pool` and refits per-class means, covariances and shares to the
+    whole pool under its deterministic-mixture weights (see `DrawPool`). After `min_rounds`,
+    it stops once the class shares move by less than `settled` (total variation): with
+    several classes the starting shares are off by tens of percent, and a class given too
+    small a share gets weights far above p where it fails. Also returns the
     last round's own importance estimate (log p, relative error), a replicate independent of
     the final draws. A failing draw whose weight exceeds `heavy` times the mean failing weight
     lies where the proposal is thin: it becomes a centre of its own (see `_heaviest`).
@@ -341,12 +351,9 @@ def _adapt(
         size = min(size, (budget - oracle.evaluations) // 2)
         if size < 10:
             break
-        parts = []
-        for chunk in oracle.chunk_sizes(size):
-            noise, log_w = proposal.sample(chunk, generator)
-            margin, winner = oracle.evaluate(noise)
-            parts.append((proposal.project(noise), margin, winner, log_w))
-        y, margin, winner, log_w = (torch.cat(column) for column in zip(*parts, strict=True))
+        noise, margin, winner, log_w = _draw(proposal, oracle, generator, size)
+        pool.add(proposal, noise, margin, winner)
+        y = proposal.project(noise)
         if not bool((margin <= 0).any()):
             continue
         failing = log_w.masked_fill(margin > 0, -math.inf)
@@ -355,12 +362,12 @@ def _adapt(
         replicate = {"log_p": log_p, "relative_error": error}
         previous = proposal.shares()
         proposal = fit_components(
-            y,
-            margin,
-            winner,
+            pool.y,
+            pool.margins,
+            pool.winners,
             proposal.basis,
             alpha=alpha,
-            log_weights=log_w,
+            log_weights=pool.log_weights(),
             centres=proposal.centres() + _heaviest(y, winner, failing, heavy),
             inflate=inflate,
             dof=dof,
