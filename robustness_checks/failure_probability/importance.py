@@ -38,6 +38,7 @@ from robustness_checks.failure_probability.splitting import (
 from robustness_checks.failure_probability.weight_diagnostics import (
     diagnose,
     moments_estimate,
+    tail_allowance,
     tail_index,
     tail_too_heavy,
 )
@@ -160,7 +161,7 @@ def importance(
     top = lse1.new_full((keep,), -math.inf)
     failures = torch.zeros((), dtype=torch.int64, device=device)
     draws, history = 0, []
-    log_p, error, ess, tail, top_share = -math.inf, math.inf, 0.0, math.nan, 1.0
+    log_p, error, ess, tail, top_share, largest = -math.inf, math.inf, 0.0, math.nan, 1.0, 0.0
     while (size := next_batch(draws, batch_size, max_evaluations - oracle.evaluations)) > 0:
         for chunk in oracle.chunk_sizes(size):
             noise, log_w = proposal.sample(chunk, generator)
@@ -199,11 +200,17 @@ def importance(
         log_p, error = pilot_estimate(found)
         unreliable = ["the proposal never drew a failure; the estimate is the pilots' own"]
     details["unreliable"] = unreliable
+    low, high = lognormal_interval(log_p, error, confidence)
+    # A heavy-tailed sum runs low: the upper limit adds the mass its tail puts beyond the
+    # largest weight drawn (weights are at most 1 / alpha).
+    headroom = -math.log(alpha) - largest if alpha > 0 else math.inf
+    allowance = tail_allowance(tail, top_share, headroom)
+    details["tail_allowance"] = allowance
     return from_log(
         "importance",
         log_p,
         error,
-        lognormal_interval(log_p, error, confidence),
+        (low, min(1.0, high * (1 + allowance))),
         target=relative_error,
         unreliable=unreliable,
         confidence=confidence,

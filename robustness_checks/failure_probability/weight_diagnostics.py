@@ -79,6 +79,27 @@ def diagnose(
     return reasons
 
 
+def tail_allowance(tail: float, top_share: float, headroom: float) -> float:
+    """Share of p that the fitted tail of the weights puts beyond the largest weight drawn.
+
+    Above a threshold the weights' tail is Pareto with index a = 1 / `tail` (the Hill
+    estimate), truncated at the largest possible weight, 1 / alpha, which lies `headroom`
+    (log) above the largest weight drawn, w_max. Among n draws about one is expected beyond
+    w_max, and the mass there, w_max a / (a - 1) (1 - e^((1 - a) headroom)), is what a typical
+    sum of heavy-tailed weights lacks: that many draws usually miss it, so the estimate runs
+    low. As a share of the estimate: `top_share` (w_max over the sum) times that factor, which
+    tends to `headroom` as the index reaches 1 and stays finite beyond, thanks to the bound.
+    0 when the tail index is unknown.
+    """
+    if not (math.isfinite(tail) and tail > 0 and math.isfinite(top_share)):
+        return 0.0
+    headroom = max(0.0, headroom)
+    excess = (1 - tail) / tail  # a - 1
+    if abs(excess) < 1e-9:
+        return top_share * headroom
+    return top_share * -math.expm1(-excess * headroom) / (1 - tail)
+
+
 def tail_index(top: Tensor, draws: int) -> Tensor:
     """Hill estimate of the Pareto tail index of the weights from their largest log values.
 
