@@ -108,6 +108,8 @@ def _row(
         "ess": estimate.ess,
         "converged": estimate.converged,
         "unreliable": estimate.unreliable,
+        # Share by which importance sampling raised the upper limit for its heavy weight tail.
+        "tail_allowance": estimate.details.get("tail_allowance", 0.0),
         "nonfinite": estimate.nonfinite,
         "draws": estimate.draws,
         "outcome": outcome,
