@@ -47,7 +47,7 @@ SPLITTING = {("bn_cnn", 352): 29_717, ("plain_cnn", 145): 95_128, ("mlp", 145): 
 def test_importance_on_held_out_inputs(model: str, index: int) -> None:
     # Seeds 100-119 were used neither in development nor in the benchmark table. The bounds
     # are looser than the (17 of 20, 1.5x), which the table checks: over 20 seeds a
-    # correct 95% interval against a truth with 3-5% error of its own covers 16 or fewer
+    # correct 95% interval against a truth with 3% error of its own covers 16 or fewer
     # times in about 5% of inputs, and the spread of 20 estimates is itself +-30% (99%).
     target = truth(model, index)
     row = run(target, "importance", SEEDS, budget=100_000)
