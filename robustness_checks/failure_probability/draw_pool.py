@@ -36,17 +36,22 @@ class DrawPool:
         self._winners: list[Tensor] = []
         self._start_ratios: list[Tensor] = []
 
-    def add(self, source: SubspaceMixture, noise: Tensor, margins: Tensor, winners: Tensor) -> None:
-        """Draws (n, dim) made from `source`: the start mixture or one on this pool's basis."""
+    def add(
+        self, source: SubspaceMixture, noise: Tensor, margins: Tensor, winners: Tensor
+    ) -> Tensor:
+        """Add draws (n, dim) made from `source` (the start mixture or one on this pool's
+        basis); returns their coordinates on the basis."""
         if source is not self.start and source.basis is not self.basis:
             raise ValueError("pooled proposals must share the pool's basis")
         self._sources.append(source)
         self._counts.append(noise.shape[0])
-        self._y.append((noise @ self.basis).double())
+        y = (noise @ self.basis).double()
+        self._y.append(y)
         self._margins.append(margins)
         self._winners.append(winners)
         if self.start is not None:
             self._start_ratios.append(-self.start.log_weight(noise))
+        return y
 
     @property
     def y(self) -> Tensor:

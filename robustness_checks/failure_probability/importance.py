@@ -359,8 +359,7 @@ def _adapt(
         if size < 10:
             break
         noise, margin, winner, log_w = _draw(proposal, oracle, generator, size)
-        pool.add(proposal, noise, margin, winner)
-        y = proposal.project(noise)
+        y = pool.add(proposal, noise, margin, winner)
         if not bool((margin <= 0).any()):
             continue
         failing = log_w.masked_fill(margin > 0, -math.inf)
