@@ -68,6 +68,8 @@ def importance(
     inflate: float = 1.2,
     dof: int | None = 6,
     design_draws: int = 300,
+    shrink: float = 0.85,
+    max_pull: float = 0.7,
 ) -> NoiseEstimate:
     """Design points -> mixture proposal -> cross-entropy rounds -> sequential IS batches.
 
@@ -77,10 +79,13 @@ def importance(
     `proposal.SubspaceMixture`: Student-t components with `dof` degrees of freedom in the
     subspace of the design points and margin gradients, nominal share `alpha`), which
     cross-entropy rounds refit to the weighted failures of all draws so far (`DrawPool`) until
-    the class shares settle (see `_adapt`). Without usable gradients (no design point, or no
-    failing draw there) one splitting run per competing class seeds it instead (see
-    `pilots.class_pilots`). Those draws only shape the proposal; the estimate uses the draws
-    from the final, fixed proposal alone, so it is unbiased.
+    the class shares settle (see `_adapt`); the final proposal's means are then pulled towards
+    the origin by the factor `shrink`, by at most `max_pull` (see `SubspaceMixture.shrunk`),
+    because failure blurred by the directions outside the subspace makes cross-entropy's
+    moment match overshoot the variance-optimal position. Without usable gradients (no
+    design point, or no failing draw there) one splitting run per competing class seeds it
+    instead (see `pilots.class_pilots`). Those draws only shape the proposal;
+    the estimate uses the draws from the final, fixed proposal alone, so it is unbiased.
 
     p_hat = (1/n) sum_i 1_F(u_i) w_i with log w_i = log N(u_i; 0, I) - log q(u_i), summed with
     logsumexp in float64; relative error and ESS as in `weight_diagnostics.moments_estimate`.
@@ -152,7 +157,8 @@ def importance(
         inflate=inflate,
         dof=dof,
     )
-    details["proposal"] = {**proposal.summary(), **subspace}
+    proposal = proposal.shrunk(shrink, max_pull)
+    details["proposal"] = {**proposal.summary(), **subspace, "shrink": [shrink, max_pull]}
     details["proposal_evaluations"] = oracle.evaluations - before
     keep = max(16, int(3 * math.sqrt(max_evaluations)) + 1)
     device = oracle.device
