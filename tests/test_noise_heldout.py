@@ -13,7 +13,7 @@ from benchmarks.noise_heldout.models import ARCHITECTURES, load, weights_path
 from benchmarks.noise_heldout.validate import TRUTHS, run
 from robustness_checks.demo.digits import test_set
 
-SEEDS = range(100, 120)
+SEEDS = range(200, 220)
 
 
 def truth(model: str, index: int) -> dict:
@@ -25,7 +25,7 @@ def test_held_out_set_is_as_documented() -> None:
     inputs = json.loads(TRUTHS.read_text())["inputs"]
     assert {t["model"] for t in inputs} == set(ARCHITECTURES)
     assert len(inputs) >= 10
-    assert min(t["p"] for t in inputs) < 2e-6 and max(t["p"] for t in inputs) > 5e-4
+    assert min(t["p"] for t in inputs) < 2e-6 and max(t["p"] for t in inputs) > 1e-3
     for t in inputs:
         assert t["n"] >= (3e7 if t["p"] < 1e-5 else 1e7)
         assert t["ci95"][0] <= t["p"] <= t["ci95"][1]
@@ -45,7 +45,7 @@ SPLITTING = {("bn_cnn", 352): 29_717, ("plain_cnn", 145): 95_128, ("mlp", 145): 
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "index"), list(SPLITTING))
 def test_importance_on_held_out_inputs(model: str, index: int) -> None:
-    # Seeds 100-119 were used neither in development nor in the benchmark table. The bounds
+    # Seeds 200-219 were used neither in development nor in the benchmark tables. The bounds
     # are looser than the (17 of 20, 1.5x), which the table checks: over 20 seeds a
     # correct 95% interval against a truth with 3% error of its own covers 16 or fewer
     # times in about 5% of inputs, and the spread of 20 estimates is itself +-30% (99%).

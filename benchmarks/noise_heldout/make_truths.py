@@ -42,14 +42,18 @@ MAX_DRAWS = {
 }
 
 
-def screen(name: str, model: nn.Module) -> dict[int, float]:
-    """Estimated p of every correctly classified test input with no failure in 4,096 draws."""
+def screen(name: str, model: nn.Module, frequent: bool = False) -> dict[int, float]:
+    """Estimated p of every correctly classified test input with no failure in 4,096 draws
+    (with `frequent`, also k / 4,096 for those with 1 to 40 failures there)."""
     images, labels = test_set()
     with torch.inference_mode():
         correct = (model(images).argmax(1) == labels).nonzero().flatten().tolist()
     estimates = {}
     for index in correct:
-        if count_failures(model, images[index], int(labels[index]), 4096, index)[0]:
+        failures = count_failures(model, images[index], int(labels[index]), 4096, index)[0]
+        if failures:
+            if frequent and failures <= 40:
+                estimates[index] = failures / 4096
             continue
         estimate = estimate_failure_probability(
             model,
@@ -66,24 +70,33 @@ def screen(name: str, model: nn.Module) -> dict[int, float]:
     return estimates
 
 
-def pick(estimates: dict[int, float], targets: list[float]) -> list[int]:
+def pick(
+    estimates: dict[int, float], targets: list[float], used: tuple[int, ...] = ()
+) -> list[int]:
     """For each target, the unused input whose estimate is nearest it in log space."""
-    chosen: list[int] = []
+    chosen: list[int] = list(used)
     for target in targets:
         index = min(
             (i for i, p in estimates.items() if p > 0 and i not in chosen),
             key=lambda i: abs(math.log(estimates[i] / target)),
         )
         chosen.append(index)
-    return chosen
+    return chosen[len(used) :]
 
 
-def truth(name: str, model: nn.Module, index: int, screened: float) -> dict:
+def truth(
+    name: str,
+    model: nn.Module,
+    index: int,
+    screened: float,
+    failures: int = 400,
+    max_draws: int = 0,
+) -> dict:
     """A plain Monte Carlo truth for one input with its exact 95% interval."""
     images, labels = test_set()
     label = int(labels[index])
     wanted = 30_000_000 if screened < 1e-5 else 10_000_000
-    draws = min(MAX_DRAWS[name], max(wanted, int(400 / screened)))
+    draws = min(max_draws or MAX_DRAWS[name], max(wanted, int(failures / screened)))
     k, n = count_failures(model, images[index], label, draws, 1_000_003 + index)
     return {"model": name, "index": index, "label": label, **truth_fields(k, n), "screen": screened}
 
@@ -101,6 +114,20 @@ def extend(output: Path, name: str, index: int, draws: int) -> None:
     print(json.dumps(entry), flush=True)
 
 
+def add(output: Path, name: str, targets: list[float], max_draws: int) -> None:
+    """Screen one model again (frequent failures included) and add a truth for the unused
+    input nearest each target, of at least 1e7 draws and 1,000 / p (at most `max_draws`)."""
+    stored = json.loads(output.read_text())
+    model = load(name)
+    used = tuple(t["index"] for t in stored["inputs"] if t["model"] == name)
+    estimates = screen(name, model, frequent=True)
+    for index in pick(estimates, targets, used):
+        entry = truth(name, model, index, estimates[index], failures=1000, max_draws=max_draws)
+        stored["inputs"] = sorted([*stored["inputs"], entry], key=lambda t: (t["model"], t["p"]))
+        output.write_text(json.dumps(stored, indent=2) + "\n")
+        print(json.dumps(entry), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=list(ARCHITECTURES))
@@ -111,7 +138,17 @@ def main() -> None:
         metavar=("MODEL", "INDEX", "DRAWS"),
         help="add DRAWS fresh draws (another seed) to one stored truth and re-derive it",
     )
+    parser.add_argument(
+        "--add",
+        nargs="+",
+        metavar=("MODEL", "TARGET"),
+        help="screen MODEL again and add a truth for the unused input nearest each TARGET p",
+    )
+    parser.add_argument("--max-draws", type=float, default=0, help="with --add: draw cap")
     args = parser.parse_args()
+    if args.add:
+        add(args.output, args.add[0], [float(t) for t in args.add[1:]], int(args.max_draws))
+        return
     if args.extend:
         extend(args.output, args.extend[0], int(args.extend[1]), int(float(args.extend[2])))
         return

@@ -16,7 +16,7 @@ from robustness_checks.failure_probability.splitting import splitting
 
 ESTIMATORS = ("importance", "splitting", "mc")
 # Importance sampling is the default: validated against exact truths on affine models and
-# against 1e7-4.5e8-draw plain Monte Carlo truths on 15 inputs of four models it was not
+# against 1e7-6.3e8-draw plain Monte Carlo truths on 20 inputs of four models it was not
 # developed on (benchmarks/noise_heldout, 20 seeds each), where it spent fewer evaluations than
 # splitting on every input and kept its reported error within 1.5 times the spread over seeds
 # (docs/noise.md and benchmarks/README.md, "Noise estimators on held-out models").
