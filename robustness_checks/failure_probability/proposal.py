@@ -103,11 +103,12 @@ class SubspaceMixture:
         close to the variance-optimal proposal only when failure is a sharp function of the
         subspace coordinates. Where the other directions blur it (P(failure | y) a soft probit
         along the mean, as when part of the margin's gradient lies outside the subspace), the
-        zero-variance proposal of this family, proportional to N(y; 0, I) sqrt(P(failure | y)),
-        sits nearer the origin: 0.80 to 0.91 of the cross-entropy mean for probit widths 0.55
-        to 0.3 at p ~ 5e-6. On a sharp half-space the pull costs a factor of about
-        exp(pull^2) in relative variance: 5.0 to 6.0 at beta 4.4 (factor 0.85); at beta 13.2
-        the cap keeps it at 20 (from 16) instead of 112 (docs/noise.md).
+        least-variance proposal that leaves the other directions nominal, proportional to
+        N(y; 0, I) sqrt(P(failure | y)), sits nearer the origin: 0.80 to 0.91 of the
+        cross-entropy mean for probit widths 0.55 to 0.3 at p ~ 5e-6. On a sharp half-space
+        the pull costs a factor of about exp(pull^2) in relative variance: 5.0 to 6.0 at
+        beta 4.4 (factor 0.85); at beta 13.2 the cap keeps it at 20 (from 16) instead of 112
+        (docs/noise.md).
         """
         norms = self.means.norm(dim=1, keepdim=True).clamp(min=1e-30)
         scale = torch.maximum(torch.full_like(norms, factor), 1 - at_most / norms)
