@@ -10,6 +10,7 @@ import torch
 from scipy import integrate, stats
 from torch import Tensor, nn
 
+from benchmarks.noise_heldout.validate import Row
 from robustness_checks.failure_probability import estimate_failure_probability
 from robustness_checks.failure_probability.proposal import SubspaceMixture, fit_components
 
@@ -47,8 +48,9 @@ class Blurred(nn.Module):
         return integrate.quad(density, -10, 20, points=[self.threshold], limit=200)[0]
 
 
-def _runs(model: Blurred, seeds: int, **options) -> list:
-    return [
+def _runs(model: Blurred, seeds: int, **options) -> Row:
+    """The estimates of `seeds` seeds against the model's exact p, as a validation row."""
+    results = [
         estimate_failure_probability(
             model,
             torch.zeros(model.rest + 1),
@@ -61,12 +63,7 @@ def _runs(model: Blurred, seeds: int, **options) -> list:
         )
         for seed in range(seeds)
     ]
-
-
-def _spread_over_reported(runs: list) -> float:
-    estimates = [r.probability for r in runs]
-    spread = statistics.stdev(estimates) / statistics.fmean(estimates)
-    return spread / statistics.median(r.relative_error for r in runs)
+    return Row({"p": model.probability()}, "importance", results)
 
 
 def test_pulled_proposal_reports_an_error_that_matches_its_spread() -> None:
@@ -74,14 +71,14 @@ def test_pulled_proposal_reports_an_error_that_matches_its_spread() -> None:
     truth = model.probability()
     assert 3e-5 < truth < 6e-5
     pulled = _runs(model, 20)
-    covering = sum(r.ci[0] <= truth <= r.ci[1] for r in pulled)
-    assert covering >= 17
-    assert _spread_over_reported(pulled) <= 1.5
-    assert statistics.fmean(r.probability for r in pulled) == pytest.approx(truth, rel=0.15)
+    assert pulled.covers >= 17
+    assert pulled.spread_over_reported <= 1.5
+    mean = statistics.fmean(r.probability for r in pulled.results)
+    assert mean == pytest.approx(truth, rel=0.15)
     # The cross-entropy fit alone sits too far out: its reported error understates the
     # spread over seeds several times.
     unpulled = _runs(model, 20, shrink=1.0)
-    assert _spread_over_reported(unpulled) > 2.5
+    assert unpulled.spread_over_reported > 2.5
 
 
 def test_shrunk_scales_means_and_caps_the_move() -> None:

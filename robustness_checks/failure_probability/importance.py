@@ -84,8 +84,8 @@ def importance(
     because failure blurred by the directions outside the subspace makes cross-entropy's
     moment match overshoot the variance-optimal position. Without usable gradients (no
     design point, or no failing draw there) one splitting run per competing class seeds it
-    instead (see `pilots.class_pilots`). Those draws only shape the proposal;
-    the estimate uses the draws from the final, fixed proposal alone, so it is unbiased.
+    instead (see `pilots.class_pilots`). Those draws only shape the proposal; the estimate
+    uses the draws from the final, fixed proposal alone, so it is unbiased.
 
     p_hat = (1/n) sum_i 1_F(u_i) w_i with log w_i = log N(u_i; 0, I) - log q(u_i), summed with
     logsumexp in float64; relative error and ESS as in `weight_diagnostics.moments_estimate`.
