@@ -53,6 +53,13 @@ class LoadError(RobustnessError):
     """A model, weights file or data set that could not be loaded."""
 
 
+class InsufficientData(RobustnessError):
+    """The data cannot support the statistic (one example, no errors to rank, all scores equal).
+
+    Under the strict and lenient rules the check is then inconclusive (the data decide nothing);
+    under the point rule, which has no interval to fall back on, it is an error."""
+
+
 class ModelOutputError(RobustnessError):
     """The model returned something a classifier should not (NaN, wrong shape)."""
 

@@ -24,19 +24,34 @@ def decide(
     rules differ in what inconclusive means for the pytest item (strict fails it, lenient passes
     it with a warning). The two-sided interval at level c gives one-sided bounds at (1 + c) / 2,
     so a false pass (strict) or false fail (lenient) happens at most (1 - c) / 2 of the time.
-    Without an interval every rule is the point rule.
+    Under strict and lenient a missing, non-finite or zero-width interval decides nothing: the
+    outcome is inconclusive (an interval that cannot be trusted never passes strict).
     """
     if comparison is None or threshold is None:
         return "passed"
     within = value <= threshold if comparison == "<=" else value >= threshold
-    if decision == "point" or ci is None or not all(map(math.isfinite, ci)):
-        return "passed" if within else "failed"
+    if decision == "point":
+        return "passed" if within and math.isfinite(value) else "failed"
+    if not trusted(ci):
+        return "inconclusive"
+    assert ci is not None
     low, high = ci
     inside = high <= threshold if comparison == "<=" else low >= threshold
     outside = low > threshold if comparison == "<=" else high < threshold
     if inside:
         return "passed"
     return "failed" if outside else "inconclusive"
+
+
+def trusted(ci: tuple[float, float] | None) -> bool:
+    """Whether an interval can decide under strict or lenient: present, finite, ordered and of
+    positive width (a zero-width interval comes from degenerate resamples, not from certainty)."""
+    return ci is not None and all(map(math.isfinite, ci)) and ci[0] < ci[1]
+
+
+def item_passes(outcome: Outcome, decision: Decision) -> bool:
+    """Whether the pytest item passes: passed, or inconclusive under lenient."""
+    return outcome == "passed" or (outcome == "inconclusive" and decision == "lenient")
 
 
 def to_settle(value: float, ci: tuple[float, float], threshold: float, examples: int) -> int | None:
