@@ -13,7 +13,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robustness_checks")
     parser.add_argument("--version", action="version", version=f"robustness-checks {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("schema", help="print the JSON Schema of *.robustness.yaml spec files")
+    schema = commands.add_parser(
+        "schema", help="print the JSON Schema of *.robustness.yaml spec files (or of results)"
+    )
+    schema.add_argument(
+        "--results",
+        action="store_true",
+        help="the schema of the results file (--robustness-json) and saved baselines instead",
+    )
     validate = commands.add_parser("validate", help="validate spec files without running them")
     validate.add_argument("specs", nargs="+")
     history = commands.add_parser(
@@ -30,10 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         return _history(args.storage)
     if args.command == "schema":
         from robustness_checks.checks.registry import CHECK_TYPES
+        from robustness_checks.reporting.results_schema import results_json_schema
         from robustness_checks.spec.schema import spec_json_schema
 
-        schema = spec_json_schema([entry.params for entry in CHECK_TYPES.values()])
-        json.dump(schema, sys.stdout, indent=2)
+        if args.results:
+            found = results_json_schema()
+        else:
+            found = spec_json_schema([entry.params for entry in CHECK_TYPES.values()])
+        json.dump(found, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
     from robustness_checks.errors import SpecError

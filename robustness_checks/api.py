@@ -25,8 +25,15 @@ from robustness_checks.checks.signatures import (
 from robustness_checks.examples import as_examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.watch import Watch
+from robustness_checks.fingerprints import Fingerprints, fingerprint_examples, fingerprint_model
 from robustness_checks.loading.device import resolve_device
 from robustness_checks.results import CheckResult
+from robustness_checks.settings import (
+    SettingsLayer,
+    measured_settings,
+    resolve_call,
+    settings_fingerprint,
+)
 from robustness_checks.spec.parse import validate_check
 
 DEFAULT_BATCH_SIZE = 256
@@ -39,8 +46,8 @@ def run_check(
     *,
     name: str | None = None,
     device: str | torch.device | None = None,
-    seed: int = 0,
-    confidence: float = 0.95,
+    seed: int | None = None,
+    confidence: float | None = None,
     bounds: tuple[float, float] | None = (0.0, 1.0),
     batch_size: int | None = None,
     ensemble: list[nn.Module] | None = None,
@@ -56,6 +63,10 @@ def run_check(
     `precision` and `channels_last` are the spec's top-level fields of the same names.
     `batch_size` (default 256) batches the data; a check with a `batch_size` field of its own
     (noise) receives it too when it is given.
+    `seed` (default 0), `confidence` (default 0.95), `decision` (default point) and `timeout`
+    are run settings: inside a pytest session the command line's --robustness-seed,
+    --robustness-decision, --robustness-timeout and --robustness-device override them, and
+    the ini option robustness_decision is the default where the call gives none.
     Bad arguments raise a SpecError (a ValueError) with the messages YAML users get.
     """
     entry = check_type(type)
@@ -69,24 +80,45 @@ def run_check(
         for key in [k for k in entry.data_fields if params.get(k) is not None]
         if not isinstance(params[key], dict)
     }
-    spec = validate_check({"name": check_name, "type": type, **params})
+    spec = validate_check(
+        {"name": check_name, "type": type, "confidence": confidence, **params}
+        if confidence is not None
+        else {"name": check_name, "type": type, **params}
+    )
+    settings = resolve_call(
+        SettingsLayer(
+            seed=seed,
+            decision=spec.decision,
+            confidence=spec.confidence,
+            timeout=spec.timeout,
+            device=None if device is None else str(device),
+        )
+    )
+    examples = as_examples(data, batch_size)
     context = CheckContext.create(
         model,
-        as_examples(data, batch_size),
-        resolve_device(device),
+        examples,
+        resolve_device(settings.device),
         check_name,
-        seed=seed,
-        confidence=confidence,
+        seed=settings.seed,
+        confidence=settings.confidence,
         bounds=bounds,
         ensemble=ensemble,
         extra_data=extra_data,
         precision=precision,
         channels_last=channels_last,
     )
-    context.decision = spec.decision or "point"
-    if spec.timeout is not None:
-        context.watch(Watch(check_name, spec.timeout))
+    context.decision = settings.decision
+    if settings.timeout is not None:
+        context.watch(Watch(check_name, settings.timeout))
     result = execute(context, spec)
+    measured = measured_settings(spec, settings, bounds=bounds, precision=precision)
+    result.settings = measured
+    result.fingerprints = Fingerprints(
+        model=fingerprint_model(model, *(ensemble or [])),
+        data=fingerprint_examples(examples, extra_data),
+        check=settings_fingerprint(measured),
+    )
     emit_warnings(result)
     return result
 

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from robustness_checks.errors import LoadError
+from robustness_checks.execution.contracts import BOOL_LABELS
 
 
 @dataclass(frozen=True)
@@ -102,4 +103,6 @@ def _typed(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Examples:
         )
     if y.is_floating_point() and not torch.equal(y, y.round()):
         raise LoadError("y must hold integer class labels, got fractional values")
+    if y.dtype == torch.bool:
+        raise LoadError(BOOL_LABELS)
     return Examples(x.float().contiguous(), y.long().contiguous(), batch_size)

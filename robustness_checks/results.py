@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NamedTuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from robustness_checks.details import Details, GatedValue
+    from robustness_checks.fingerprints import Fingerprints
 
 Comparison = Literal["<=", ">="]
 Decision = Literal["point", "strict", "lenient"]
@@ -40,13 +44,23 @@ class CheckResult:
     evaluations: int = 0
     seconds: float = 0.0
     examples: int = 0
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Details | dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     condition: str | None = None  # e.g. "under PGD-Linf eps=0.1", shown in the message
     bound_name: str | None = None  # the spec field of the bound, e.g. "max_drop"
     statement: str | None = None  # replaces the generic "metric = value ..." wording
     warnings: list[str] = field(default_factory=list)  # doubts about the measurement (faults)
     note: str | None = None  # appended to the message, e.g. what would settle an inconclusive
+    fingerprints: Fingerprints | None = None  # what it was measured on, for baselines
+    settings: dict[str, Any] | None = None  # the check's fields and run settings, for baselines
+    rounds_seconds: list[float] | None = None  # each round's time under --robustness-rounds
+
+    def __post_init__(self) -> None:
+        if isinstance(self.details, dict):
+            # A result that measured nothing has no details of its type.
+            measured = self.outcome not in ("error", "skipped")
+            model = details_model(self.type) if measured else details_model("")
+            self.details = model.model_validate(self.details)
 
     @property
     def passed(self) -> bool:
@@ -55,6 +69,12 @@ class CheckResult:
         return self.outcome == "passed" or (
             self.outcome == "inconclusive" and self.decision == "lenient"
         )
+
+    def gated_values(self) -> list[GatedValue]:
+        """Every value a baseline comparison gates, as the check type's details declare them."""
+        if self.outcome in ("error", "skipped"):
+            return []
+        return self.details.gated(self)  # type: ignore[union-attr]
 
     @property
     def statistic(self) -> float:
@@ -111,18 +131,76 @@ class CheckResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of the results file (schema_version 1)."""
-        data = asdict(self)
-        for internal in ("examples", "error", "condition", "bound_name", "statement", "note"):
-            data.pop(internal)
-        data["ci"] = None if self.ci is None else [self.ci[0], self.ci[1]]
-        data = {**data, "passed": self.passed, "outcome": data.pop("outcome")}
+        data: dict[str, Any] = {
+            "check": self.check,
+            "type": self.type,
+            "metric": self.metric,
+            "value": self.value,
+            "comparison": self.comparison,
+            "threshold": self.threshold,
+            "ci": None if self.ci is None else [self.ci[0], self.ci[1]],
+            "confidence": self.confidence,
+            "decision": self.decision,
+            "evaluations": self.evaluations,
+            "seconds": self.seconds,
+            "details": self.details.as_json(),  # type: ignore[union-attr]
+            "warnings": list(self.warnings),
+            "passed": self.passed,
+            "outcome": self.outcome,
+        }
         if self.error is not None:
             data["error"] = self.error
         data["examples"] = self.examples
         data["examples_per_second"] = self.rate(self.examples)
         data["evaluations_per_second"] = self.rate(self.evaluations)
         data["message"] = self.message
+        data["gated"] = [
+            {"label": value.label, **value.model_dump(mode="json")} for value in self.gated_values()
+        ]
+        if self.fingerprints is not None:
+            data["fingerprints"] = self.fingerprints.as_json()
+        if self.settings is not None:
+            data["settings"] = self.settings
+        if self.rounds_seconds is not None:
+            data["rounds_seconds"] = list(self.rounds_seconds)
         return _finite(data)
+
+
+def record_result(record: dict[str, Any]) -> CheckResult | None:
+    """The result a results-file record holds, details typed by its check type's model; None
+    when the record cannot be read so (another version's details, an unknown type)."""
+    ci = record.get("ci")
+    value = record.get("value")
+    try:
+        return CheckResult(
+            check=str(record.get("check") or ""),
+            type=str(record.get("type") or ""),
+            metric=str(record.get("metric") or ""),
+            value=float("nan") if value is None else float(value),
+            comparison=record.get("comparison"),
+            threshold=record.get("threshold"),
+            ci=None if not ci or None in ci else (float(ci[0]), float(ci[1])),
+            confidence=float(record.get("confidence") or 0.95),
+            outcome=record.get("outcome") or "error",
+            decision=record.get("decision") or "point",
+            evaluations=int(record.get("evaluations") or 0),
+            seconds=float(record.get("seconds") or 0.0),
+            examples=int(record.get("examples") or 0),
+            details=dict(record.get("details") or {}),
+            error=record.get("error"),
+            warnings=list(record.get("warnings") or []),
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def details_model(type_name: str) -> type[Details]:
+    """The details model the check type `type_name` declares (the free-form base when unknown)."""
+    from robustness_checks.checks.registry import CHECK_TYPES
+    from robustness_checks.details import Details
+
+    entry = CHECK_TYPES.get(type_name)
+    return Details if entry is None else entry.details
 
 
 def format_number(value: float) -> str:

@@ -18,3 +18,49 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+_SCHEMA_VIOLATIONS: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _reports_are_checked_against_the_schema() -> Iterator[None]:
+    """Every results file and baseline the tests write (in-process runs included) is validated
+    against `python -m robustness_checks schema --results`; a violation fails the test."""
+    import json
+
+    import jsonschema
+
+    from robustness_checks.gating import baseline
+    from robustness_checks.reporting import json_report
+    from robustness_checks.reporting.results_schema import results_json_schema
+
+    validator = jsonschema.Draft202012Validator(results_json_schema())
+    write_json, save = json_report.write_results_json, baseline.save_baseline
+
+    def check(document: dict, where: object) -> None:
+        plain = json.loads(json.dumps(document, allow_nan=False))
+        for error in validator.iter_errors(plain):
+            path = "/".join(map(str, error.absolute_path))
+            _SCHEMA_VIOLATIONS.append(f"{where}: {path}: {error.message[:300]}")
+
+    def checked_json(path, document):  # type: ignore[no-untyped-def]
+        check(document, path)
+        return write_json(path, document)
+
+    def checked_save(storage, name, document):  # type: ignore[no-untyped-def]
+        check({**document, "baseline": name}, f"baseline {name}")
+        return save(storage, name, document)
+
+    json_report.write_results_json = checked_json
+    baseline.save_baseline = checked_save
+    yield
+    json_report.write_results_json, baseline.save_baseline = write_json, save
+
+
+@pytest.fixture(autouse=True)
+def _no_schema_violations() -> Iterator[None]:
+    _SCHEMA_VIOLATIONS.clear()
+    yield
+    found, _SCHEMA_VIOLATIONS[:] = list(_SCHEMA_VIOLATIONS), []
+    assert not found, "reports that do not match the results schema:\n" + "\n".join(found[:5])

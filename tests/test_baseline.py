@@ -7,7 +7,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from robustness_checks.gating.baseline import BaselineError, parse_rule, regression
+from robustness_checks.details import GatedValue
+from robustness_checks.gating.baseline import BaselineError, parse_rule
+from robustness_checks.gating.compare import regressed, rule_matches
 
 pytest_plugins = ["pytester"]
 
@@ -70,8 +72,9 @@ def test_a_worse_model_fails_the_gate_as_a_named_item(pytester: pytest.Pytester)
     assert testcase.find("failure") is not None
     record = json.loads((pytester.path / "r.json").read_text())["results"][0]
     assert record["outcome"] == "failed" and record["regression"].startswith("ece rose")
-    assert record["details"]["baseline"]["model_changed"] is True
-    assert record["details"]["baseline"]["data_changed"] is False
+    assert record["baseline"]["model_changed"] is True
+    assert record["baseline"]["data_changed"] is False
+    assert record["baseline"]["status"] == "compared"
 
 
 def test_same_model_passes_and_newest_baseline_is_the_default(pytester: pytest.Pytester) -> None:
@@ -81,13 +84,25 @@ def test_same_model_passes_and_newest_baseline_is_the_default(pytester: pytest.P
     result.assert_outcomes(passed=2)
 
 
-def test_changed_data_warns_instead_of_gating(pytester: pytest.Pytester) -> None:
+def test_changed_data_is_not_comparable_and_fails_under_strict(pytester: pytest.Pytester) -> None:
     write(pytester)
     pytester.runpytest("--robustness-save=release").assert_outcomes(passed=2)
     write(pytester, scale=0.3, limit=200)
     result = pytester.runpytest("--robustness-compare=release", "--robustness-compare-fail=ece:+0")
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["*DataChangedWarning*the data differs from baseline 'release'*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*NotComparableWarning*not comparable with baseline 'release'*the data differs*",
+            "compared 0 of 2 checks against baseline 'release' (0 gated by a rule)",
+            "warning: 2 checks are not comparable with baseline 'release'*",
+        ]
+    )
+    strict = pytester.runpytest(
+        "--robustness-compare=release", "--robustness-compare-fail=ece:+0",
+        "--robustness-compare-strict",
+    )
+    strict.assert_outcomes(failed=2)
+    strict.stdout.fnmatch_lines(["*regression: not comparable with baseline 'release': the data*"])
 
 
 @pytest.mark.parametrize(
@@ -116,7 +131,7 @@ def test_incompatible_baseline_file(pytester: pytest.Pytester) -> None:
 
 
 @pytest.mark.parametrize(
-    ("rule", "before", "now", "comparison", "regressed"),
+    ("rule", "before", "now", "comparison", "regressed_"),
     [
         ("ece:+0.01", 0.02, 0.0301, "<=", True),
         ("ece:+0.01", 0.02, 0.0299, "<=", False),
@@ -127,19 +142,17 @@ def test_incompatible_baseline_file(pytester: pytest.Pytester) -> None:
         ("other:+0", 0.1, 0.9, "<=", False),  # the rule does not match this check
     ],
 )
-def test_rules(rule: str, before: float, now: float, comparison: str, regressed: bool) -> None:
+def test_rules(rule: str, before: float, now: float, comparison: str, regressed_: bool) -> None:
     metric = rule.split(":")[0] if not rule.startswith("other") else "ece"
-    record = {
-        "metric": metric,
-        "check": "c",
-        "type": "noise" if metric == "noise" else "t",
-        "value": now,
-        "comparison": comparison,
-    }
-    old = {**record, "value": before, "_name": "b"}
-    if metric == "noise":
-        record["metric"] = old["metric"] = "probability"
-    assert (regression(record, old, [parse_rule(rule)]) is not None) is regressed
+    kind = "noise" if metric == "noise" else "t"
+    metric = "probability" if metric == "noise" else metric
+    record = {"check": "c", "type": kind, "metric": metric}
+    lower = comparison == "<="
+    value = GatedValue(metric=metric, value=now, lower_is_better=lower)
+    old = GatedValue(metric=metric, value=before, lower_is_better=lower)
+    parsed = parse_rule(rule)
+    found = rule_matches(parsed, record, value) and regressed(value, old, parsed, "b") is not None
+    assert found is regressed_
 
 
 def test_rule_parsing_errors() -> None:

@@ -122,7 +122,7 @@ def test_rounds_run_the_check_that_often_and_keep_one_result(pytester: pytest.Py
     records = json.loads((pytester.path / "r.json").read_text())["results"]
     assert [r["check"] for r in records] == ["calibrated", "log-loss"]  # recorded once each
     calibrated = records[0]
-    assert calibrated["details"]["baseline"]["settings_changed"] is False
+    assert calibrated["baseline"]["settings_changed"] is False
     # The second run ran `calibrated` twice and `log-loss` once: one more run of calibrated.
     second = evaluated(pytester) - once
     assert second - once == calibrated["evaluations"] == 60

@@ -64,7 +64,11 @@ def test_decide_truth_table() -> None:
         assert decide(0.93, (0.91, 0.95), ">=", 0.9, rule) == "passed"
         assert decide(0.91, (0.88, 0.95), ">=", 0.9, rule) == "inconclusive"
         assert decide(0.8, (0.75, 0.85), ">=", 0.9, rule) == "failed"
-    assert decide(0.5, None, "<=", 0.4, "strict") == "failed"  # no interval: the point rule
+    # No interval, or one that cannot be trusted (zero width): strict and lenient decide nothing.
+    for rule in ("strict", "lenient"):
+        assert decide(0.5, None, "<=", 0.4, rule) == "inconclusive"
+        assert decide(1.0, (1.0, 1.0), ">=", 0.99, rule) == "inconclusive"
+    assert decide(float("nan"), None, "<=", 0.4, "point") == "failed"
     # The upper side (0.02) faces the bound at gap 0.01 on 100 examples: (0.02 / 0.01)^2 * 100
     # - 100 = 300 more; from above, the lower side (0.03) at gap 0.01: 900 - 100 = 800.
     assert to_settle(0.04, (0.03, 0.06), 0.05, 100) == 300

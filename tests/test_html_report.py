@@ -7,6 +7,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -295,6 +296,23 @@ def test_the_session_says_when_it_writes_the_html(report_run: tuple[str, dict, s
     assert re.search(r"writing HTML report \S+r\.html \(5 checks\) \.\.\.", report_run[2])
 
 
+def _adversarial_result(rows: list[dict]) -> SimpleNamespace:
+    """A typed adversarial result holding just what the chart reads."""
+    from robustness_checks.checks.adversarial import AdversarialDetails, EpsRow
+
+    full = [
+        {**row, "accuracy_drop": 0.97 - row["adversarial_accuracy"], "accuracy_drop_ci": [0, 1]}
+        for row in rows
+    ]
+    details = AdversarialDetails.model_construct(
+        per_eps=[EpsRow(**row) for row in full],
+        clean_accuracy=0.97,
+        clean_accuracy_ci=(0.95, 0.99),
+        attack={"label": "PGD-Linf"},
+    )
+    return SimpleNamespace(details=details)
+
+
 def test_eps_tick_labels_do_not_overlap() -> None:
     from robustness_checks.reporting.curves import accuracy_against_eps
     from robustness_checks.reporting.svg import text_width
@@ -304,7 +322,7 @@ def test_eps_tick_labels_do_not_overlap() -> None:
         {"eps": e, "adversarial_accuracy": 0.9 - e, "adversarial_accuracy_ci": [0.8, 0.95]}
         for e in eps
     ]
-    svg = accuracy_against_eps({"details": {"per_eps": rows, "clean_accuracy": 0.97}})
+    svg = accuracy_against_eps(_adversarial_result(rows))
     assert svg is not None
     ticks = [
         (float(x), label)
@@ -316,7 +334,7 @@ def test_eps_tick_labels_do_not_overlap() -> None:
     assert len(ticks) >= 3
     for (a, left), (b, right) in itertools.pairwise(ticks):
         assert b - a >= (text_width(left) + text_width(right)) / 2 + 4
-    single = accuracy_against_eps({"details": {"per_eps": rows[:1], "clean_accuracy": 0.97}})
+    single = accuracy_against_eps(_adversarial_result(rows[:1]))
     assert ">0.01</text>" in (single or "")  # one eps: a tick at that eps
 
 
@@ -327,7 +345,10 @@ def test_reliability_legend_names_both_gap_colours() -> None:
         {"lo": 0.4, "hi": 0.5, "count": 5, "confidence": 0.45, "accuracy": 0.8},
         {"lo": 0.9, "hi": 1.0, "count": 50, "confidence": 0.95, "accuracy": 0.9},
     ]
-    svg = reliability_diagram({"metric": "ece", "details": {"bins": bins}}) or ""
+    from robustness_checks.checks.calibration import CalibrationDetails
+
+    details = CalibrationDetails.model_construct(bins=[BinRow(**row) for row in bins])
+    svg = reliability_diagram(SimpleNamespace(metric="ece", details=details)) or ""
     assert "under-confident gap (accuracy above confidence)" in svg
     assert "over-confident gap (confidence above accuracy)" in svg
     assert "5 examples, accuracy 0.800" in svg  # bin counts as hover titles

@@ -62,7 +62,11 @@ class Evaluator:
         return logits
 
     def input_gradient(self, loss: Tensor, x: Tensor) -> Tensor:
-        """d sum(loss) / dx by autograd.grad, so no parameter's .grad is ever touched."""
+        """d sum(loss) / dx by autograd.grad, so no parameter's .grad is ever touched.
+
+        Read-only: it may be an expanded view with overlapping memory (a model whose first
+        operation broadcasts its input, such as x.sum(1, keepdim=True).expand_as(x)) or a tensor
+        the model holds, so attacks never write into it."""
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(loss.sum(), x)
         self.backward_passes += x.shape[0]

@@ -110,7 +110,11 @@ class Region(Protocol):
         ...
 
     def step(self, x: Tensor, grad: Tensor, step: Tensor) -> Tensor:
-        """`x` moved in place by `step` along the steepest-ascent direction of `grad`, projected."""
+        """`x` moved in place by `step` along the steepest-ascent direction of `grad`, projected.
+
+        `grad` is only read: autograd may return an expanded tensor (a model whose first
+        operation broadcasts its input) or one the model still holds, so writing into it fails
+        or corrupts the model."""
         ...
 
     def select(self, index: Tensor) -> Region:
@@ -141,7 +145,7 @@ class LinfRegion:
         return self.project(torch.addcmul(self.x0, unit, _per_row(self.eps, unit.ndim)))
 
     def step(self, x: Tensor, grad: Tensor, step: Tensor) -> Tensor:
-        return self.project(x.addcmul_(grad.sign_(), _per_row(step, x.ndim)))
+        return self.project(x.addcmul_(grad.sign(), _per_row(step, x.ndim)))
 
     def select(self, index: Tensor) -> LinfRegion:
         box = (self.lo.index_select(0, index), self.hi.index_select(0, index))

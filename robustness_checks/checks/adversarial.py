@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
-from robustness_checks.checks.common.decision import decide, inconclusive_note
+from robustness_checks.checks.common.decision import Judging, decide, inconclusive_note
 from robustness_checks.checks.common.inputs import pixel_rows
 from robustness_checks.checks.common.masking import (
     add_stages,
@@ -21,6 +21,7 @@ from robustness_checks.checks.common.masking import (
 )
 from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
+from robustness_checks.details import Block, ExampleRow, GatedValue, Strict, metric_value
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics.intervals import clopper_pearson
 from robustness_checks.results import CheckResult, format_number
@@ -73,8 +74,74 @@ class AdversarialCheck(CheckSpec):
 _RANK = {"failed": 0, "inconclusive": 1, "passed": 2}
 
 
+class EpsRow(Block):
+    """Accuracy under attack and its drop from clean accuracy at one eps, with intervals."""
+
+    eps: float
+    adversarial_accuracy: float
+    adversarial_accuracy_ci: tuple[float, float]
+    accuracy_drop: float
+    accuracy_drop_ci: tuple[float, float]
+
+
+class BoundDecision(Block):
+    """One bound of the check (a metric at an eps) and the rule's outcome for it."""
+
+    eps: float
+    metric: str
+    value: float
+    ci: tuple[float, float]
+    comparison: str
+    threshold: float
+    bound_name: str
+    outcome: str
+    passed: bool
+
+
+class AdversarialDetails(Strict):
+    """Details of an `adversarial` result; gated: both metrics at every eps."""
+
+    headline_gated: ClassVar[bool] = False
+
+    attack: dict[str, Any]
+    eps: list[float]
+    clean_accuracy: float
+    clean_accuracy_ci: tuple[float, float]
+    adversarial_accuracy: float | list[float]
+    accuracy_drop: float | list[float]
+    per_eps: list[EpsRow]
+    decisions: list[BoundDecision]
+    forward_passes: int
+    backward_passes: int
+    failing_examples: list[ExampleRow]
+    examples_used: int | None = None
+    sequential: dict[str, str] | None = None
+    masking_probe: dict[str, Any] | None = None
+    gradient_masking: dict[str, Any] | None = None
+    broken_by: list[dict[str, Any]] | None = None
+    stages: list[dict[str, Any]] | None = None
+
+    def breakdown(self, result: Any) -> list[GatedValue]:
+        return [
+            metric_value(result, metric, row[metric], row[f"{metric}_ci"], eps=row.eps)
+            for row in self.per_eps
+            for metric in ("adversarial_accuracy", "accuracy_drop")
+        ]
+
+    def shown_examples(self) -> list[ExampleRow]:
+        return self.failing_examples
+
+    def attack_label(self) -> str:
+        """The attack's short name, e.g. 'PGD-Linf'."""
+        return str(self.attack.get("label", "attack"))
+
+    def attack_norm(self) -> str:
+        """The attack's norm: 'inf' or '2'."""
+        return str(self.attack.get("norm", ""))
+
+
 @dataclass
-class _Tally:
+class Tally:
     """Counts over all examples: clean and robust correct per eps, and attack passes."""
 
     examples: int
@@ -131,7 +198,7 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     else:
         out = context.map_examples(attack)
         robust_last, settled = out["robust"][:, -1], None
-    tally = _Tally(
+    tally = Tally(
         examples=len(out["clean"]),
         clean_correct=int(out["clean"].sum()),
         robust_correct=out["robust"].sum(dim=0).tolist(),
@@ -148,14 +215,14 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     probe = None
     if wants_probe(params.attack, bounded):
         probe = run_probe(context, params.attack, robust_last)
-    result = _decide(context, params, eps, tally, failures, settled)
+    result = decide_counts(context.judging, params, eps, tally, failures, settled)
     # Report pictures only: a saliency map per shown failing example, outside `evaluations`.
-    saliency = add_saliency(context, failures)
+    saliency = add_saliency(context, result.details.failing_examples)
     if saliency:
-        result.details["saliency_maps"] = saliency
+        result.details.saliency_maps = saliency
     if params.sequential:
-        result.details["examples_used"] = tally.examples
-        result.details["sequential"] = {
+        result.details.examples_used = tally.examples
+        result.details.sequential = {
             f"{metric} eps={eps[i]:g}": verdict for (i, metric), (verdict, _) in settled.items()
         }
     if out["stages"] and out["stages"][0]:
@@ -224,6 +291,7 @@ def _failure_rows(
             "index": index,
             "label": int(labels[index]),
             "eps": eps,
+            "norm": norm,
             "clean_prediction": int(clean.argmax()),
             "clean_confidence": float(clean.max()),
             "adversarial_prediction": int(attacked.argmax()),
@@ -236,18 +304,18 @@ def _failure_rows(
     return rows
 
 
-def _decide(
-    context: CheckContext,
+def decide_counts(
+    judging: Judging,
     params: AdversarialCheck,
     eps: list[float],
-    tally: _Tally,
+    tally: Tally,
     failures: list[dict[str, Any]],
     settled: dict[tuple[int, str], tuple[str, tuple[float, float]]] | None = None,
 ) -> CheckResult:
     n = tally.examples
     clean = tally.clean_correct
     robust = tally.robust_correct
-    level = context.confidence
+    level = judging.confidence
     rows = []
     for e, correct, max_drop, min_accuracy in zip(
         eps, robust, params.per_eps("max_drop"), params.per_eps("min_accuracy"), strict=True
@@ -294,7 +362,7 @@ def _decide(
             tuple(decision["ci"]),
             decision["comparison"],
             decision["threshold"],
-            context.decision,
+            judging.decision,
         )
         decision["passed"] = decision["outcome"] == "passed"
     if decisions:
@@ -321,29 +389,30 @@ def _decide(
     for row in rows:
         del row["checks"]
     single = len(eps) == 1
-    details: dict[str, Any] = {
-        "attack": params.attack.describe(),
-        "eps": eps,
-        "clean_accuracy": clean / n,
-        "clean_accuracy_ci": list(clopper_pearson(clean, n, level)),
-        "adversarial_accuracy": rows[0]["adversarial_accuracy"]
+    details = AdversarialDetails(
+        attack=params.attack.describe(),
+        eps=eps,
+        clean_accuracy=clean / n,
+        clean_accuracy_ci=clopper_pearson(clean, n, level),
+        adversarial_accuracy=rows[0]["adversarial_accuracy"]
         if single
         else [row["adversarial_accuracy"] for row in rows],
-        "accuracy_drop": rows[0]["accuracy_drop"]
+        accuracy_drop=rows[0]["accuracy_drop"]
         if single
         else [row["accuracy_drop"] for row in rows],
-        "per_eps": rows,
-        "decisions": [
-            {k: v for k, v in d.items() if k not in ("slack", "eps_index")} for d in decisions
+        per_eps=[EpsRow(**row) for row in rows],
+        decisions=[
+            BoundDecision(**{k: v for k, v in d.items() if k not in ("slack", "eps_index")})
+            for d in decisions
         ],
-        "forward_passes": tally.forward_passes,
-        "backward_passes": tally.backward_passes,
-        "failing_examples": failures,
-    }
+        forward_passes=tally.forward_passes,
+        backward_passes=tally.backward_passes,
+        failing_examples=[ExampleRow(**row) for row in failures],
+    )
     note = None
     if outcome == "inconclusive":
         note = inconclusive_note(
-            deciding["value"], tuple(deciding["ci"]), deciding["threshold"], n, context.decision
+            deciding["value"], tuple(deciding["ci"]), deciding["threshold"], n, judging.decision
         )
     return CheckResult(
         check=params.name,
@@ -355,13 +424,13 @@ def _decide(
         ci=tuple(deciding["ci"]),
         confidence=level,
         outcome=outcome,
-        decision=context.decision,
+        decision=judging.decision,
         examples=n,
         details=details,
         condition=condition,
         bound_name=deciding["bound_name"],
         note=note,
-        warnings=[note] if note and context.decision == "lenient" else [],
+        warnings=[note] if note and judging.decision == "lenient" else [],
     )
 
 
@@ -375,4 +444,7 @@ CHECK = CheckType(
     plot="robustness_checks.reporting.plots:accuracy_against_eps",
     docs="adversarial.md",
     flattened="attack",
+    details=AdversarialDetails,
+    validity="robustness_checks.validity.adversarial:cases",
+    gate_cases="robustness_checks.validity.gates:adversarial_cases",
 )

@@ -7,6 +7,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from robustness_checks.details import Details
+
 if TYPE_CHECKING:
     from robustness_checks.execution.context import CheckContext
     from robustness_checks.results import CheckResult
@@ -32,6 +34,14 @@ class CheckType:
     docs: the page documenting the type, relative to the project's docs/ folder.
     flattened: a block field (e.g. `attack`) whose keys the Python function also accepts as
         keywords, so `adversarial(model, data, eps=0.1)` means `attack={"eps": 0.1}`.
+    details: the typed model of the result's details (a `Details` subclass); it also declares the
+        values baselines gate (`Details.gated`). The free-form base by default.
+    decides: the metrics a bound can be put on (default: every metric); the others are only
+        reported and gated.
+    validity: 'module:function' returning the type's `ValidityCase`s, one per deciding metric:
+        populations with known values that the decision validity harness measures every rule on.
+    gate_cases: 'module:function' returning the type's `GateCase`s: a model, data and a known
+        regression per gated metric, for the gate validity harness.
     """
 
     name: str
@@ -43,6 +53,10 @@ class CheckType:
     data_fields: tuple[str, ...] = ()
     docs: str | None = None
     flattened: str | None = None
+    details: type[Details] = Details
+    decides: tuple[str, ...] = ()
+    validity: str | None = None
+    gate_cases: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
@@ -55,17 +69,53 @@ class CheckType:
                 f"check type {self.name!r}: metric directions must be 'lower' or "
                 f"'higher', got {bad}"
             )
-        if self.plot is not None and ":" not in self.plot:
-            raise ValueError(f"check type {self.name!r}: plot must be 'module:function'")
+        for name in ("plot", "validity", "gate_cases"):
+            value = getattr(self, name)
+            if value is not None and ":" not in value:
+                raise ValueError(f"check type {self.name!r}: {name} must be 'module:function'")
+        unknown = [metric for metric in self.decides if metric not in self.metrics]
+        if unknown:
+            raise ValueError(
+                f"check type {self.name!r}: decides names metrics it does not declare: {unknown}"
+            )
+        if not (isinstance(self.details, type) and issubclass(self.details, Details)):
+            raise ValueError(
+                f"check type {self.name!r}: details must be a robustness_checks.details.Details "
+                f"subclass, got {self.details!r}"
+            )
 
     def lower_is_better(self, metric: str) -> bool | None:
         """Whether a lower value of `metric` is better; None for a metric the type does not know."""
         way = self.metrics.get(metric)
         return None if way is None else way == "lower"
 
-    def plotter(self) -> Callable[[dict[str, Any]], Any] | None:
+    def gated_metrics(self, params: Any) -> set[str]:
+        """The metrics whose values a check with `params` gates: its `metric` alone when its
+        details gate only the headline, else every metric of the type."""
+        breakdown = self.details.breakdown is not Details.breakdown
+        metric = getattr(params, "metric", None)
+        if not breakdown and self.details.headline_gated and metric in self.metrics:
+            return {metric}
+        return set(self.metrics) if breakdown else set(self.deciding_metrics())
+
+    def deciding_metrics(self) -> tuple[str, ...]:
+        """The metrics a bound can be put on."""
+        return self.decides or tuple(self.metrics)
+
+    def plotter(self) -> Callable[..., Any] | None:
         """The plot function, imported on first use."""
-        if self.plot is None:
-            return None
-        module, _, function = self.plot.partition(":")
-        return getattr(importlib.import_module(module), function)
+        return None if self.plot is None else _imported(self.plot)
+
+    def validity_cases(self) -> list[Any] | None:
+        """The type's decision validity cases (None when it declares none)."""
+        return None if self.validity is None else list(_imported(self.validity)())
+
+    def gate_case_list(self) -> list[Any] | None:
+        """The type's gate validity cases (None when it declares none)."""
+        return None if self.gate_cases is None else list(_imported(self.gate_cases)())
+
+
+def _imported(reference: str) -> Any:
+    """The object 'module:function' names."""
+    module, _, name = reference.partition(":")
+    return getattr(importlib.import_module(module), name)

@@ -12,8 +12,10 @@ from scipy import stats
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec, NonNegative
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
+from robustness_checks.checks.common.decision import Judging
 from robustness_checks.checks.common.report_data import score_histogram
 from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
+from robustness_checks.details import Strict
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, Outcome, format_number
 from robustness_checks.spec.schema import CheckSpec, DataSpec
@@ -50,6 +52,24 @@ class EntropyTrendCheck(CheckSpec):
         return self
 
 
+class EntropyTrendDetails(Strict):
+    """Details of an `entropy_trend` result: the measure's mean per eps and the trend test."""
+
+    eps: list[float]
+    measure: str
+    expect: str
+    mean: list[float]
+    mean_ci: list[tuple[float, float]]
+    accuracy: list[float]
+    test: str
+    statistic: float
+    p_value: float
+    opposite_p_value: float
+    tolerance: float
+    attack: dict[str, Any]
+    uncertainty: dict[str, Any]
+
+
 def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> CheckResult:
     """Perturb at every eps, measure per input, test the trend paired by input."""
     from robustness_checks.attacks import run_attack
@@ -81,14 +101,14 @@ def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> Check
 
     out = context.map_examples(perturb_and_measure)
     # (inputs, eps) each
-    return _decide(context, params, out["values"].numpy(), out["correct"].numpy())
+    return decide_trend(context.judging, params, out["values"].numpy(), out["correct"].numpy())
 
 
-def _decide(
-    context: CheckContext, params: EntropyTrendCheck, values: np.ndarray, correct: np.ndarray
+def decide_trend(
+    judging: Judging, params: EntropyTrendCheck, values: np.ndarray, correct: np.ndarray
 ) -> CheckResult:
     n = values.shape[0]
-    alpha = 1.0 - context.confidence
+    alpha = 1.0 - judging.confidence
     ordered = values if params.expect == "increasing" else values[:, ::-1]
     test_name, statistic, p_value = trend_test(ordered)
     means = values.mean(axis=0)
@@ -100,7 +120,7 @@ def _decide(
     passed = bool(trend_ok and not backwards)
     outcome: Outcome = "passed" if passed else "failed"
     opposite_p = trend_test(ordered[:, ::-1])[2]
-    if context.decision != "point" and not passed:
+    if judging.decision != "point" and not passed:
         # With a rule: failed only when the opposite trend is significant; otherwise the data
         # do not settle it (strict fails such a check, lenient passes it with a warning).
         outcome = "failed" if opposite_p <= alpha else "inconclusive"
@@ -118,22 +138,22 @@ def _decide(
         )
     else:
         verdict = f"shows no significant {params.expect} trend"
-    details: dict[str, Any] = {
-        "eps": list(params.eps),
-        "measure": params.metric,
-        "expect": params.expect,
-        "mean": [float(m) for m in means],
-        "mean_ci": [[float(m - h), float(m + h)] for m, h in zip(means, half, strict=True)],
-        "accuracy": [float(a) for a in correct.mean(axis=0)],
-        "test": test_name,
-        "statistic": statistic,
-        "p_value": p_value,
-        "opposite_p_value": opposite_p,
-        "tolerance": params.tolerance,
-        "attack": params.attack.describe(),
-        "uncertainty": params.uncertainty.model_dump(),
+    details = EntropyTrendDetails(
+        eps=list(params.eps),
+        measure=params.metric,
+        expect=params.expect,
+        mean=[float(m) for m in means],
+        mean_ci=[(float(m - h), float(m + h)) for m, h in zip(means, half, strict=True)],
+        accuracy=[float(a) for a in correct.mean(axis=0)],
+        test=test_name,
+        statistic=statistic,
+        p_value=p_value,
+        opposite_p_value=opposite_p,
+        tolerance=params.tolerance,
+        attack=params.attack.describe(),
+        uncertainty=params.uncertainty.model_dump(),
         # For the report: the measure's histogram for correct and wrong predictions per eps.
-        "score_histogram": score_histogram(
+        score_histogram=score_histogram(
             params.metric,
             [
                 (f"eps {e:g}", {"correct": column[right], "wrong": column[~right]})
@@ -142,7 +162,7 @@ def _decide(
                 )
             ],
         ),
-    }
+    )
     statement = (
         f"{params.metric} {verdict} (means {means_text} at eps {eps_text}; {test_name} "
         f"p = {format_number(p_value)}, needs <= {format_number(alpha)}; "
@@ -150,11 +170,11 @@ def _decide(
     )
     if outcome == "inconclusive":
         statement += (
-            f"; inconclusive under decision {context.decision}: neither this trend nor the "
+            f"; inconclusive under decision {judging.decision}: neither this trend nor the "
             f"opposite one is significant (opposite p = {format_number(opposite_p)}); more "
             "inputs would settle it"
         )
-    warnings = [statement] if outcome == "inconclusive" and context.decision == "lenient" else []
+    warnings = [statement] if outcome == "inconclusive" and judging.decision == "lenient" else []
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -162,9 +182,9 @@ def _decide(
         value=p_value,
         comparison="<=",
         threshold=alpha,
-        confidence=context.confidence,
+        confidence=judging.confidence,
         outcome=outcome,
-        decision=context.decision,
+        decision=judging.decision,
         warnings=warnings,
         examples=n,
         details=details,
@@ -197,4 +217,7 @@ CHECK = CheckType(
     plot="robustness_checks.reporting.plots:measure_against_eps",
     data_fields=("fit_data",),
     docs="uncertainty.md",
+    details=EntropyTrendDetails,
+    validity="robustness_checks.validity.trend:cases",
+    gate_cases="robustness_checks.validity.gates:entropy_trend_cases",
 )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from robustness_checks.checks.check_type import CheckType
@@ -13,12 +15,18 @@ from robustness_checks.checks.common.report_data import (
     error_examples,
     score_histogram,
 )
-from robustness_checks.checks.common.scored import ScoredCheck, score_examples
-from robustness_checks.checks.common.separation import separation
-from robustness_checks.errors import RobustnessError
+from robustness_checks.checks.common.scored import ScoredCheck, SeparationDetails, score_examples
+from robustness_checks.checks.common.separation import measure_separation, separation_details
+from robustness_checks.details import ExampleRow
+from robustness_checks.errors import InsufficientData
 from robustness_checks.execution.context import CheckContext
+from robustness_checks.metrics.intervals import Estimate
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import Probability
+
+ERROR_NAMES = {"aupr": "aupr_error"}  # the separation metrics' names in this check
+METRICS = ("aupr_error", "auroc", "fpr95")
+SEPARATION_NAMES = {mine: theirs for theirs, mine in ERROR_NAMES.items()}
 
 
 class FailurePredictionCheck(ScoredCheck):
@@ -29,39 +37,78 @@ class FailurePredictionCheck(ScoredCheck):
     min: Probability | None = Field(None, description="smallest allowed value of the metric")
 
 
+def measure_failure_prediction(
+    scores: np.ndarray,
+    wrong: np.ndarray,
+    *,
+    resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, Estimate]:
+    """aupr_error, auroc and fpr95 (those in `metrics`) of the scores, errors the positive
+    class, with intervals; the errors are part of the sample, so the bootstrap resamples all
+    examples together. Raises InsufficientData when the model makes no errors or only errors."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    wrong = np.asarray(wrong, dtype=bool).ravel()
+    if wrong.all() or not wrong.any():
+        kind = "no errors" if not wrong.any() else "only errors"
+        raise InsufficientData(
+            f"the model makes {kind} on these {len(wrong)} examples, so there is nothing to "
+            "separate; use more (or harder) examples"
+        )
+    estimates = measure_separation(
+        scores[~wrong],
+        scores[wrong],
+        resamples=resamples,
+        confidence=confidence,
+        rng=rng,
+        stratified=False,
+        metrics=[SEPARATION_NAMES.get(name, name) for name in metrics],
+    )
+    return {ERROR_NAMES.get(name, name): estimate for name, estimate in estimates.items()}
+
+
+class FailurePredictionDetails(SeparationDetails):
+    """Details of a `failure_prediction` result; gated: AUPR-error and AUROC."""
+
+    aupr_error: float | None = None
+    error_rate: float
+    failing_examples: list[ExampleRow]
+
+    def shown_examples(self) -> list[ExampleRow]:
+        return self.failing_examples
+
+
 def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck) -> CheckResult:
     """Errors are the positives; the score should rank them above correct predictions."""
     scores, predictions = score_examples(context, params, context.examples, "failure")
     wrong = (predictions != context.examples.y).numpy()
-    if wrong.all() or not wrong.any():
-        kind = "no errors" if not wrong.any() else "only errors"
-        raise RobustnessError(
-            f"the model makes {kind} on these {len(wrong)} examples, so there is nothing to "
-            "separate; use more (or harder) examples"
-        )
     values = scores.numpy()
-    value, ci, details = separation(
-        context, params.metric, values[~wrong], values[wrong], params.bootstrap
+    estimates = measure_failure_prediction(
+        values,
+        wrong,
+        resamples=params.bootstrap,
+        confidence=context.confidence,
+        rng=context.numpy_rng("bootstrap"),
     )
-    details["aupr_error"] = details.pop("aupr")
-    details["error_rate"] = float(wrong.mean())
-    details["score"] = params.score
-    # Report pictures: the score's histogram for hits and errors, and the errors it misses most.
-    details["score_histogram"] = score_histogram(
-        params.score, [("", {"correct": values[~wrong], "wrong": values[wrong]})]
+    details = FailurePredictionDetails(
+        score=params.score,
+        **separation_details(estimates, values[~wrong], values[wrong]),
+        error_rate=float(wrong.mean()),
+        # Report pictures: the score's histogram for hits and errors, and the errors it misses.
+        score_histogram=score_histogram(
+            params.score, [("", {"correct": values[~wrong], "wrong": values[wrong]})]
+        ),
+        failing_examples=error_examples(context, wrong, values, predictions.numpy(), params.score),
     )
-    details["failing_examples"] = error_examples(
-        context, wrong, values, predictions.numpy(), params.score
-    )
-    saliency = add_saliency(context, details["failing_examples"])
-    if saliency:
-        details["saliency_maps"] = saliency
+    details.saliency_maps = add_saliency(context, details.failing_examples)
     return bounded_result(
         context,
         params,
         metric=params.metric,
-        value=value,
-        ci=ci,
+        value=estimates[params.metric].value,
+        ci=estimates[params.metric].interval,
         minimum=params.min,
         examples=len(wrong),
         details=details,
@@ -78,4 +125,7 @@ CHECK = CheckType(
     plot="robustness_checks.reporting.plots:roc",
     data_fields=("fit_data",),
     docs="uncertainty.md",
+    details=FailurePredictionDetails,
+    validity="robustness_checks.validity.ranking:failure_prediction_cases",
+    gate_cases="robustness_checks.validity.gates:failure_prediction_cases",
 )

@@ -20,6 +20,7 @@ from robustness_checks.checks.common.inputs import (
     selected_inputs,
 )
 from robustness_checks.checks.common.report_data import add_saliency
+from robustness_checks.details import ExampleRow, Strict
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.seeding import derive_seed
@@ -121,6 +122,24 @@ class FuzzCheck(SelectsInputs):
         return " + ".join(spec.label() for spec in self.perturbations)
 
 
+class FuzzDetails(Strict):
+    """Details of a `fuzz` result: what was searched and the shrunk failures."""
+
+    property: str
+    max_confidence_drop: float | None = None
+    perturbations: list[dict[str, Any]]
+    inputs: list[int]
+    fuzzed_inputs: int
+    failing_inputs: int
+    max_examples: int
+    hypothesis_seed: int
+    database: str | None = None
+    failures: list[ExampleRow]
+
+    def shown_examples(self) -> list[ExampleRow]:
+        return self.failures
+
+
 def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
     """Search perturbations of each input with hypothesis; report the shrunk failures.
 
@@ -184,9 +203,9 @@ def run_fuzz(context: CheckContext, params: FuzzCheck) -> CheckResult:
     failures = [_failure_row(evaluator, i, found[i]) for i in order]
     result = _result(context, params, targets, failures, search_seed, location)
     # Report pictures only: a saliency map per shown failure, outside `evaluations`.
-    saliency = add_saliency(context, failures)
+    saliency = add_saliency(context, result.details.failures)
     if saliency:
-        result.details["saliency_maps"] = saliency
+        result.details.saliency_maps = saliency
     return result
 
 
@@ -269,18 +288,18 @@ def _result(
             f"{_first_failure(params, failures[0])}; {name} fails on {failing} of {fuzzed} inputs "
             f"(failing_inputs = {format_number(value)} exceeds max 0) {within}"
         )
-    details: dict[str, Any] = {
-        "property": params.property_name(),
-        "max_confidence_drop": params.max_confidence_drop,
-        "perturbations": [spec.as_dict() for spec in params.perturbations],
-        "inputs": targets.indices,
-        "fuzzed_inputs": fuzzed,
-        "failing_inputs": failing,
-        "max_examples": params.max_examples,
-        "hypothesis_seed": search_seed,
-        "database": database,
-        "failures": failures,
-    }
+    details = FuzzDetails(
+        property=params.property_name(),
+        max_confidence_drop=params.max_confidence_drop,
+        perturbations=[spec.as_dict() for spec in params.perturbations],
+        inputs=targets.indices,
+        fuzzed_inputs=fuzzed,
+        failing_inputs=failing,
+        max_examples=params.max_examples,
+        hypothesis_seed=search_seed,
+        database=database,
+        failures=[ExampleRow(**row) for row in failures],
+    )
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -317,4 +336,7 @@ CHECK = CheckType(
     "hypothesis finds within a budget; failures are shrunk",
     metrics={"failing_inputs": "lower"},
     docs="fuzz.md",
+    details=FuzzDetails,
+    validity="robustness_checks.validity.fuzz:cases",
+    gate_cases="robustness_checks.validity.gates:fuzz_cases",
 )

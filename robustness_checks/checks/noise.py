@@ -9,7 +9,9 @@ from pydantic import Field
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import check_inside_bounds
+from robustness_checks.checks.common.decision import Judging
 from robustness_checks.checks.common.inputs import SelectsInputs, selected_inputs
+from robustness_checks.details import Block, GatedValue, Strict, metric_value
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import agree_on_failure, gather_objects
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
@@ -37,6 +39,55 @@ class NoiseCheck(SelectsInputs):
     batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 1024
 
 
+class HistoryPoint(Block):
+    """One point of an estimate's convergence trace."""
+
+    evaluations: int
+    probability: float
+    ci_low: float
+    ci_high: float
+    relative_error: float | None = None
+    ess: float | None = None  # importance sampling's effective sample size
+
+
+class InputRow(Block):
+    """One input's estimated probability of misclassification under noise, and its verdict."""
+
+    index: int
+    label: int
+    probability: float
+    log10_probability: float | None
+    relative_error: float | None
+    ci: tuple[float, float]
+    evaluations: int
+    ess: float | None = None
+    converged: bool
+    unreliable: list[str] = Field(default_factory=list)
+    tail_allowance: float = 0.0
+    nonfinite: int = 0
+    draws: int = 0
+    outcome: str
+    nonfinite_inconclusive: bool = False
+    history: list[HistoryPoint] = Field(default_factory=list)
+
+
+class NoiseDetails(Strict):
+    """Details of a `noise` result; gated: the worst probability and each input's."""
+
+    sigma: float
+    estimator: str
+    relative_error_target: float
+    input_confidence: float
+    decision_rule: str
+    inputs: list[InputRow]
+
+    def breakdown(self, result: Any) -> list[GatedValue]:
+        return [
+            metric_value(result, "probability", row.probability, row.ci, input=row.index)
+            for row in self.inputs
+        ]
+
+
 def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
     """Estimate each selected input's failure probability and apply the decision rule."""
     from robustness_checks.failure_probability import estimate_failure_probability
@@ -59,19 +110,26 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
                 estimator=params.estimator,
                 relative_error=params.relative_error,
                 max_evaluations=params.max_evaluations,
-                confidence=context.confidence,
+                confidence=input_level(context.confidence, len(chosen)),
                 bounds=context.bounds if params.clip else None,
                 batch_size=params.batch_size,
                 generator=context.generator("noise", index),
             )
-            rows.append(_row(index, label, estimate, params.max_probability, context.decision))
+            rows.append(input_row(index, label, estimate, params.max_probability, context.decision))
     except Exception as error:
         failure = error
     agree_on_failure(failure, world)
-    return _decide(context, params, gather_objects(rows, world))
+    return decide_rows(context.judging, params, gather_objects(rows, world))
 
 
-def _row(
+def input_level(confidence: float, inputs: int) -> float:
+    """The level of each input's interval, 1 - (1 - c) / inputs: the intervals of all inputs
+    then hold together with probability c (Bonferroni), so the check's verdict over all of
+    them (fail if any input is over the bound) keeps the error rate of one."""
+    return 1.0 - (1.0 - confidence) / max(inputs, 1)
+
+
+def input_row(
     index: int, label: int, estimate: Any, bound: float | None, decision: str
 ) -> dict[str, Any]:
     """One input's estimate and its verdict. point: a converged estimate against the bound, or
@@ -127,8 +185,8 @@ def _describe(row: dict[str, Any], level: str) -> str:
     )
 
 
-def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]]) -> CheckResult:
-    level = f"{100 * context.confidence:g}%"
+def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]) -> CheckResult:
+    level = f"{100 * input_level(judging.confidence, len(rows)):.4g}%"
     over = [r for r in rows if r["outcome"] == "over"]
     unsure = [r for r in rows if r["outcome"] == "inconclusive"]
     worst = max(rows, key=lambda r: (r["probability"], r["ci"][1]))
@@ -174,7 +232,7 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
             f"largest {_describe(worst, level)} [{setting}]"
         )
     outcome: Outcome = "failed" if over else "inconclusive" if unsure else "passed"
-    warnings = [statement] if outcome == "inconclusive" and context.decision == "lenient" else []
+    warnings = [statement] if outcome == "inconclusive" and judging.decision == "lenient" else []
     warnings += _nonfinite_warnings(rows)
     return CheckResult(
         check=params.name,
@@ -184,21 +242,22 @@ def _decide(context: CheckContext, params: NoiseCheck, rows: list[dict[str, Any]
         comparison=None if bound is None else "<=",
         threshold=bound,
         ci=(float(worst["ci"][0]), float(worst["ci"][1])),
-        confidence=context.confidence,
+        confidence=judging.confidence,
         outcome=outcome,
-        decision=context.decision,
+        decision=judging.decision,
         warnings=warnings,
         examples=len(rows),
         statement=statement,
-        details={
-            "sigma": params.sigma,
-            "estimator": params.estimator,
-            "relative_error_target": params.relative_error,
-            "decision_rule": "point: an input passes when its estimate reached the relative-error "
+        details=NoiseDetails(
+            sigma=params.sigma,
+            estimator=params.estimator,
+            relative_error_target=params.relative_error,
+            input_confidence=input_level(judging.confidence, len(rows)),
+            decision_rule="point: an input passes when its estimate reached the relative-error "
             "target and is at most the bound, or when its upper confidence limit is at most the "
             "bound; strict/lenient: by its interval alone",
-            "inputs": rows,
-        },
+            inputs=[InputRow(**row) for row in rows],
+        ),
     )
 
 
@@ -234,4 +293,8 @@ CHECK = CheckType(
     metrics={"probability": "lower", "log10_probability": "lower"},
     plot="robustness_checks.reporting.plots:noise_convergence",
     docs="noise.md",
+    details=NoiseDetails,
+    decides=("probability",),
+    validity="robustness_checks.validity.noise:cases",
+    gate_cases="robustness_checks.validity.gates:noise_cases",
 )

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import Field, model_validator
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
 from robustness_checks.checks.common.feature_scoring import FeatureSettings, feature_scores
 from robustness_checks.checks.common.report_data import confusion_matrix, score_histogram
-from robustness_checks.checks.common.scored import ScoredCheck, score_examples
+from robustness_checks.checks.common.scored import ScoredCheck, SeparationDetails, score_examples
 from robustness_checks.checks.common.scoring import FeatureScoreName, ScoreName
-from robustness_checks.checks.common.separation import separation
+from robustness_checks.checks.common.separation import (
+    METRICS,
+    measure_separation,
+    separation_details,
+)
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
+from robustness_checks.metrics.intervals import Estimate
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import DataSpec, Probability
 from robustness_checks.uncertainty.detectors import FEATURE_SCORES
@@ -71,6 +78,43 @@ class OODCheck(ScoredCheck):
         return self
 
 
+def measure_ood(
+    in_distribution: np.ndarray,
+    ood: np.ndarray,
+    *,
+    resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, Estimate]:
+    """auroc, aupr and fpr95 (those in `metrics`) of the scores, OOD the positive class, with
+    intervals; the two samples are drawn separately, so the bootstrap resamples each on its
+    own."""
+    return measure_separation(
+        in_distribution,
+        ood,
+        resamples=resamples,
+        confidence=confidence,
+        rng=rng,
+        stratified=True,
+        metrics=metrics,
+    )
+
+
+class OODDetails(SeparationDetails):
+    """Details of an `ood` result; gated: AUROC, AUPR and FPR95. Feature scores add the
+    detector's settings."""
+
+    aupr: float | None = None
+    features: str | None = None
+    feature_size: int | None = None
+    fit_examples: int | None = None
+    fit_cached: bool | None = None
+    fit_classes: int | None = None
+    vim_dim: int | None = None
+    threshold: float | None = None
+
+
 def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
     """Score the test data (negatives) and the OOD data (positives) and compare."""
     ood_examples = context.extra_data.get("ood_data")
@@ -93,26 +137,35 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
     else:
         negative, predictions = score_examples(context, params, context.examples, "id")
         positive, _ = score_examples(context, params, ood_examples, "ood")
-    value, ci, details = separation(
-        context, params.metric, negative.numpy(), positive.numpy(), params.bootstrap
-    )
-    details["score"] = params.score
-    details.update(extra)
-    # The report draws the score's distribution on in- and out-of-distribution inputs.
-    details["score_histogram"] = score_histogram(
-        params.score, [("", {"in-distribution": negative.numpy(), "OOD": positive.numpy()})]
+    estimates = measure_ood(
+        negative.numpy(),
+        positive.numpy(),
+        resamples=params.bootstrap,
+        confidence=context.confidence,
+        rng=context.numpy_rng("bootstrap"),
     )
     labels = context.examples.y.numpy()
+    matrix = None
     if predictions is not None and len(predictions) == len(labels) and labels.min() >= 0:
         # The in-distribution part is classified as a whole: its confusion matrix.
         classes = int(max(int(predictions.max()), int(labels.max())) + 1)
-        details["confusion_matrix"] = confusion_matrix(labels, predictions.cpu().numpy(), classes)
+        matrix = confusion_matrix(labels, predictions.cpu().numpy(), classes)
+    details = OODDetails(
+        score=params.score,
+        **separation_details(estimates, negative.numpy(), positive.numpy()),
+        **extra,
+        # The report draws the score's distribution on in- and out-of-distribution inputs.
+        score_histogram=score_histogram(
+            params.score, [("", {"in-distribution": negative.numpy(), "OOD": positive.numpy()})]
+        ),
+        confusion_matrix=matrix,
+    )
     return bounded_result(
         context,
         params,
         metric=params.metric,
-        value=value,
-        ci=ci,
+        value=estimates[params.metric].value,
+        ci=estimates[params.metric].interval,
         maximum=params.max,
         minimum=params.min,
         examples=len(negative) + len(positive),
@@ -131,4 +184,7 @@ CHECK = CheckType(
     plot="robustness_checks.reporting.plots:roc",
     data_fields=("ood_data", "fit_data"),
     docs="ood.md",
+    details=OODDetails,
+    validity="robustness_checks.validity.ranking:ood_cases",
+    gate_cases="robustness_checks.validity.gates:ood_cases",
 )

@@ -23,7 +23,7 @@ BUILTIN_MODULES = (
 
 
 class CheckTypeError(RobustnessError):
-    """An entry point of the `robustness_checks.checks` group that is not a usable CheckType."""
+    """A check type whose record or results cannot be used (usually a third-party one)."""
 
 
 def _builtin() -> list[CheckType]:
@@ -34,39 +34,63 @@ def _builtin() -> list[CheckType]:
 
 
 def _installed() -> list[CheckType]:
-    """The CheckType records that installed packages declare in the entry-point group."""
+    """The CheckType records that installed packages declare in the entry-point group; a broken
+    one is left out and kept in BROKEN, so it fails only the specs that use it."""
     found = []
     for point in entry_points(group=ENTRY_POINT_GROUP):
+        where = f"entry point {point.name!r} = {point.value!r} of group {ENTRY_POINT_GROUP!r}"
         try:
             entry = point.load()
         except Exception as error:
-            raise CheckTypeError(
-                f"entry point {point.name!r} = {point.value!r} of group {ENTRY_POINT_GROUP!r} "
-                f"cannot be imported: {type(error).__name__}: {error}"
-            ) from error
-        if not isinstance(entry, CheckType):
-            raise CheckTypeError(
-                f"entry point {point.name!r} = {point.value!r} of group {ENTRY_POINT_GROUP!r} "
-                f"is a {type(entry).__name__}, not a robustness_checks CheckType record"
-            )
+            BROKEN[point.name] = f"{where} cannot be imported: {type(error).__name__}: {error}"
+            continue
+        problem = _record_problem(entry)
+        if problem is not None:
+            BROKEN[getattr(entry, "name", point.name)] = f"{where}: {problem}"
+            continue
         found.append(entry)
     return found
 
 
+def _record_problem(entry: object) -> str | None:
+    """What makes `entry` unusable as a check type record, or None."""
+    from robustness_checks.spec.schema import CheckSpec
+
+    if not isinstance(entry, CheckType):
+        return f"is a {type(entry).__name__}, not a robustness_checks CheckType record"
+    if not (isinstance(entry.params, type) and issubclass(entry.params, CheckSpec)):
+        return (
+            f"its params is {entry.params!r}, not a subclass of "
+            "robustness_checks.spec.schema.CheckSpec"
+        )
+    if not callable(entry.run):
+        return "its run is not callable"
+    return None
+
+
+def origin(entry: CheckType) -> str:
+    """The module that defines a check type's run function (for messages about its results)."""
+    return getattr(entry.run, "__module__", None) or "an unknown module"
+
+
 def load_check_types() -> dict[str, CheckType]:
     """Every check type by name, built-ins first; a name declared twice is an error."""
+    BROKEN.clear()
     types: dict[str, CheckType] = {}
     for entry in [*_builtin(), *_installed()]:
         if entry.name in types and types[entry.name] is not entry:
-            first, second = types[entry.name].run.__module__, entry.run.__module__
-            raise CheckTypeError(
+            first, second = origin(types[entry.name]), origin(entry)
+            BROKEN[entry.name] = (
                 f"check type {entry.name!r} is declared twice (by {first} and {second}); "
                 "uninstall one of the packages"
             )
+            continue
         types[entry.name] = entry
     return types
 
 
+# Check types whose entry point could not be used, by name: why.
+BROKEN: dict[str, str] = {}
 CHECK_TYPES: dict[str, CheckType] = load_check_types()
 
 
@@ -89,6 +113,8 @@ def check_type(name: str) -> CheckType:
 
 def unknown_type_message(name: object) -> str:
     """'unknown check type 'x' (did you mean ...?); known types: ...'."""
+    if isinstance(name, str) and name in BROKEN:
+        return f"check type {name!r} is installed but cannot be used: {BROKEN[name]}"
     close = difflib.get_close_matches(str(name), list(CHECK_TYPES), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"unknown check type {name!r}{hint}; known types: {', '.join(sorted(CHECK_TYPES))}"

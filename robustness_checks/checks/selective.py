@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -10,12 +11,23 @@ from pydantic import Field, model_validator
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
 from robustness_checks.checks.common.report_data import score_histogram
-from robustness_checks.checks.common.scored import ScoredCheck, score_examples, thinned
+from robustness_checks.checks.common.scored import (
+    MIN_PER_CLASS,
+    RankedDetails,
+    ScoredCheck,
+    estimate_details,
+    score_examples,
+    thinned,
+)
+from robustness_checks.details import Block
+from robustness_checks.errors import InsufficientData
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import ranking
-from robustness_checks.metrics.intervals import bootstrap_interval
+from robustness_checks.metrics.intervals import Estimate, bca_interval, exact_interval
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import Probability
+
+METRICS = ("accuracy", "accuracy_at_coverage", "aurc", "e_aurc")
 
 
 class SelectiveCheck(ScoredCheck):
@@ -37,61 +49,153 @@ class SelectiveCheck(ScoredCheck):
         return self
 
 
+def measure_selective(
+    uncertainty: np.ndarray,
+    correct: np.ndarray,
+    coverage: float | None,
+    *,
+    resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+    metrics: Sequence[str] = METRICS,
+) -> dict[str, Estimate]:
+    """accuracy, accuracy_at_coverage (with a coverage), aurc and e_aurc (those in `metrics`),
+    each with an interval.
+
+    accuracy: Clopper-Pearson. accuracy_at_coverage: exact, over the range of the coverage cut
+    (`ranking.selective_accuracy_interval`). aurc and e_aurc: the BCa bootstrap with at
+    least MIN_PER_CLASS errors and correct predictions, otherwise (or when the resamples
+    collapse) the conservative bounds from the error rate (`ranking.aurc_bounds`; e_aurc from 0
+    to AURC's upper bound). Raises InsufficientData without examples.
+    """
+    uncertainty = np.asarray(uncertainty, dtype=np.float64).ravel()
+    correct = np.asarray(correct, dtype=bool).ravel()
+    count, right = correct.size, int(correct.sum())
+    if not count:
+        raise InsufficientData("no examples to rank")
+    estimates = {}
+    if "accuracy" in metrics:
+        interval = exact_interval(right, count, confidence)
+        estimates["accuracy"] = Estimate(right / count, interval, "exact: Clopper-Pearson")
+    if "accuracy_at_coverage" in metrics and coverage is not None:
+        estimates["accuracy_at_coverage"] = Estimate(
+            ranking.selective_accuracy(uncertainty, correct, coverage),
+            ranking.selective_accuracy_interval(uncertainty, correct, coverage, confidence),
+            "exact: Clopper-Pearson over the range of the coverage cut",
+        )
+    if "aurc" in metrics or "e_aurc" in metrics:
+        found = _area_estimates(uncertainty, correct, resamples, confidence, rng)
+        estimates.update({name: found[name] for name in ("aurc", "e_aurc") if name in metrics})
+    return estimates
+
+
+def _area_estimates(
+    uncertainty: np.ndarray,
+    correct: np.ndarray,
+    resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, Estimate]:
+    """AURC and E-AURC with their intervals (see `measure_selective`)."""
+    count, right = correct.size, int(correct.sum())
+    item = ranking.ranked(uncertainty, correct)
+    values = ranking.selective_values(item)
+    intervals: dict[str, tuple[float, float] | None] = {}
+    if min(right, count - right) >= MIN_PER_CLASS and resamples > 0:
+        drawn = ranking.resampled_selective(item, resamples=resamples, rng=rng)
+        jackknife = ranking.selective_jackknife(item)
+        intervals = {
+            name: bca_interval(values[name], drawn[name], [jackknife[name]], confidence)
+            for name in drawn
+        }
+    low, high = ranking.aurc_bounds(count - right, count, confidence)
+    fallback = {"aurc": (low, high), "e_aurc": (0.0, high)}
+    found = {}
+    for name in ("aurc", "e_aurc"):
+        interval = intervals.get(name)
+        found[name] = (
+            Estimate(values[name], interval, "BCa bootstrap")
+            if interval is not None
+            else Estimate(values[name], fallback[name], "conservative: from the error rate")
+        )
+    return found
+
+
+class RiskCoverage(Block):
+    """Selective risk against coverage, thinned for reports."""
+
+    coverage: list[float]
+    risk: list[float]
+
+
+class SelectiveDetails(RankedDetails):
+    """Details of a `selective` result; gated: accuracy at coverage, AURC and E-AURC."""
+
+    accuracy: float | None = None
+    accuracy_at_coverage: float | None = None
+    aurc: float | None = None
+    e_aurc: float | None = None
+    coverage: float | None = None
+    risk_coverage: RiskCoverage
+
+
 def run_selective(context: CheckContext, params: SelectiveCheck) -> CheckResult:
     """Rank inputs by the score, abstain on the most uncertain, measure the kept accuracy."""
     scores, predictions = score_examples(context, params, context.examples, "selective")
     uncertainty = scores.numpy()
     correct = (predictions == context.examples.y).numpy()
-    coverage, risk = ranking.risk_coverage_curve(uncertainty, correct)
-    curve = thinned(coverage, risk)
-    details: dict[str, Any] = {
-        "score": params.score,
-        "accuracy": float(correct.mean()),
-        "aurc": ranking.aurc(uncertainty, correct),
-        "e_aurc": ranking.e_aurc(uncertainty, correct),
-        "risk_coverage": {"coverage": curve["x"], "risk": curve["y"]},
-        # For the report: the score's histogram for correct and wrong predictions.
-        "score_histogram": score_histogram(
-            params.score, [("", {"correct": uncertainty[correct], "wrong": uncertainty[~correct]})]
-        ),
-    }
-    if params.coverage is not None:
-        details["coverage"] = params.coverage
-        details["accuracy_at_coverage"] = ranking.selective_accuracy(
-            uncertainty, correct, params.coverage
-        )
+    estimates = measure_selective(
+        uncertainty,
+        correct,
+        params.coverage,
+        resamples=params.bootstrap,
+        confidence=context.confidence,
+        rng=context.numpy_rng("bootstrap"),
+    )
+    details = selective_details(params, estimates, uncertainty, correct)
     if params.min_accuracy is not None:
-        level = params.coverage
-        assert level is not None
+        assert params.coverage is not None
         metric, bound_name, bound = (
             "accuracy_at_coverage",
             "min_accuracy",
             {"minimum": params.min_accuracy},
         )
-        statistic = lambda u, c: ranking.batch_selective_accuracy(u, c.astype(bool), level)  # noqa: E731
-        condition = f"keeping the {format_number(level)} most certain by {params.score}"
+        condition = f"keeping the {format_number(params.coverage)} most certain by {params.score}"
     else:
         metric, bound_name, bound = "aurc", "max_aurc", {"maximum": params.max_aurc}
-        statistic = lambda u, c: ranking.batch_aurc(u, c.astype(bool))  # noqa: E731
         condition = f"ranking by {params.score}"
-    ci = bootstrap_interval(
-        statistic,
-        [uncertainty, correct.astype(np.float64)],
-        confidence=context.confidence,
-        rng=context.numpy_rng("bootstrap"),
-        resamples=params.bootstrap,
-    )
     return bounded_result(
         context,
         params,
         metric=metric,
-        value=details[metric],
-        ci=ci,
+        value=estimates[metric].value,
+        ci=estimates[metric].interval,
         examples=len(correct),
         details=details,
         condition=condition,
         bound_name=bound_name,
         **bound,
+    )
+
+
+def selective_details(
+    params: SelectiveCheck,
+    estimates: dict[str, Estimate],
+    uncertainty: np.ndarray,
+    correct: np.ndarray,
+) -> SelectiveDetails:
+    """The metrics with their intervals, the risk-coverage curve and the score's histogram."""
+    coverage, risk = ranking.risk_coverage_curve(uncertainty, correct)
+    curve = thinned(coverage, risk)
+    return SelectiveDetails(
+        score=params.score,
+        **estimate_details(estimates),
+        coverage=params.coverage,
+        risk_coverage=RiskCoverage(coverage=curve["x"], risk=curve["y"]),
+        # For the report: the score's histogram for correct and wrong predictions.
+        score_histogram=score_histogram(
+            params.score, [("", {"correct": uncertainty[correct], "wrong": uncertainty[~correct]})]
+        ),
     )
 
 
@@ -104,4 +208,8 @@ CHECK = CheckType(
     plot="robustness_checks.reporting.plots:risk_coverage",
     data_fields=("fit_data",),
     docs="uncertainty.md",
+    details=SelectiveDetails,
+    decides=("accuracy_at_coverage", "aurc"),
+    validity="robustness_checks.validity.ranking:selective_cases",
+    gate_cases="robustness_checks.validity.gates:selective_cases",
 )

@@ -16,8 +16,8 @@ from robustness_checks.checks.check_type import CheckType
 RUN_OPTIONS: dict[str, tuple[Any, str]] = {
     "name": (None, "str | None"),
     "device": (None, "str | torch.device | None"),
-    "seed": (0, "int"),
-    "confidence": (0.95, "float"),
+    "seed": (None, "int | None"),
+    "confidence": (None, "float | None"),
     "bounds": ((0.0, 1.0), "tuple[float, float] | None"),
     "batch_size": (256, "int"),
     "ensemble": (None, "list[nn.Module] | None"),

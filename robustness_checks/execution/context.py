@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from robustness_checks.checks.common.decision import Judging
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.examples import Examples
 from robustness_checks.execution.batching import AdaptiveBatches
@@ -20,6 +21,7 @@ from robustness_checks.execution.distributed import (
     current_world,
     gather_batches,
 )
+from robustness_checks.execution.model_checks import check_models
 from robustness_checks.execution.random_streams import ExampleStream
 from robustness_checks.execution.seeding import derive_seed, numpy_generator, torch_generator
 from robustness_checks.execution.watch import Watch
@@ -140,7 +142,7 @@ class CheckContext:
         # The first forward pass checks the labels against the classes (ood_data's labels are
         # not classes of the model, so only the data's are checked).
         counted.labels = examples.y
-        return cls(
+        context = cls(
             model=counted,
             examples=examples,
             device=device,
@@ -152,12 +154,22 @@ class CheckContext:
             counter=counter,
             extra_data=dict(extra_data or {}),
         )
+        # Layers still computing as in training (batch statistics, dropout): warnings now, and
+        # from the check's first forward pass (no extra pass).
+        check_models(context.model, context.ensemble, context.warnings)
+        return context
 
     def watch(self, watch: Watch) -> None:
         """Every forward pass of the model and ensemble looks at `watch` (timeout, progress)."""
         for module in [self.model, *self.ensemble]:
             if isinstance(module, Counted):
                 module.watch = watch
+
+    @property
+    def judging(self) -> Judging:
+        """The confidence level and decision rule that turn this check's statistics into an
+        outcome."""
+        return Judging(self.confidence, self.decision)  # type: ignore[arg-type]
 
     @property
     def evaluations(self) -> int:

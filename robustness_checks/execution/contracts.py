@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -9,9 +11,16 @@ from torch import nn
 
 from robustness_checks.errors import LoadError, ModelOutputError
 
+BOOL_LABELS = (
+    "the labels (y) are booleans (torch.bool), not class indices; they would silently count as "
+    "classes 0 (False) and 1 (True). Store y as int64 class indices (y.long() if False and True "
+    "really are classes 0 and 1)"
+)
+
 
 class SelectOutput(nn.Module):
-    """Picks the logits out of a model that returns a dict, tuple or list (`model.output`)."""
+    """Picks the logits out of a model that returns a dict, tuple, list or an object with
+    attributes (`model.output`: a key, an index or an attribute name)."""
 
     def __init__(self, model: nn.Module, key: str | int) -> None:
         super().__init__()
@@ -21,39 +30,106 @@ class SelectOutput(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.model(x)
         try:
-            return output[self.key]
-        except (KeyError, IndexError, TypeError):
+            return select(output, self.key)
+        except (KeyError, IndexError, TypeError, AttributeError):
             raise ModelOutputError(
                 f"model.output is {self.key!r}, but the model returned {describe(output)}"
+                f"{_offer(output, 'set model.output to one of them instead')}"
             ) from None
+
+
+def select(output: Any, key: str | int) -> Any:
+    """output[key] for a mapping, tuple or list; the attribute `key` of any other object."""
+    if isinstance(key, str) and not isinstance(output, Mapping | torch.Tensor):
+        return getattr(output, key)
+    return output[key]
 
 
 def describe(output: Any) -> str:
     """A short description of a model output for error messages."""
     if isinstance(output, torch.Tensor):
         return f"a {output.dtype} tensor of shape {tuple(output.shape)}"
-    if isinstance(output, dict):
-        return f"a dict with keys {', '.join(map(repr, output))}"
+    name = type(output).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    if isinstance(output, Mapping):
+        return f"{article} {name} with keys {', '.join(map(repr, output))}"
     if isinstance(output, tuple | list):
-        return f"a {type(output).__name__} of {len(output)} items"
-    return f"a {type(output).__name__}"
+        return f"a {name} of {len(output)} items"
+    return f"{article} {name} object"
+
+
+def offers(output: Any) -> tuple[str, list[str | int]]:
+    """What `output` holds tensors under: ('key', keys), ('index', indices) or ('attribute',
+    names); every key or index when none holds a tensor."""
+    if isinstance(output, Mapping):
+        keys = list(output)
+        return "key", [k for k in keys if isinstance(output[k], torch.Tensor)] or keys
+    if isinstance(output, tuple | list):
+        indices = list(range(len(output)))
+        return "index", [i for i in indices if isinstance(output[i], torch.Tensor)] or indices
+    return "attribute", [
+        name
+        for name in _attribute_names(output)
+        if not name.startswith("_") and isinstance(getattr(output, name, None), torch.Tensor)
+    ]
+
+
+def _attribute_names(output: Any) -> list[str]:
+    """The fields of a dataclass, else the instance attributes and slots of an object."""
+    if dataclasses.is_dataclass(output):
+        return [field.name for field in dataclasses.fields(output)]
+    names = list(getattr(output, "__dict__", {}))
+    for cls in type(output).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names += [slots] if isinstance(slots, str) else list(slots)
+    return list(dict.fromkeys(names))
+
+
+def _offer(output: Any, action: str) -> str:
+    """The end of a message: where `output` holds tensors, then `action` or a wrapper."""
+    kind, choices = offers(output)
+    if not choices:
+        return (
+            "; it holds no tensor to read logits from: make the model's forward return the "
+            "logits tensor"
+        )
+    where = {"key": "under the keys", "index": "at the indices", "attribute": "in the attributes"}
+    listed = _listed(choices)
+    first = choices[0]
+    example = f"model(x).{first}" if kind == "attribute" else f"model(x)[{first!r}]"
+    return (
+        f"; it holds tensors {where[kind]} ({listed}): {action}, or from Python pass a model whose "
+        f"forward returns the logits (wrap it in an nn.Module whose forward returns {example})"
+    )
+
+
+def _listed(choices: list[str | int]) -> str:
+    """'a', 'b' for names and keys; 0 to 2 for consecutive indices from 0."""
+    if all(isinstance(c, int) for c in choices) and choices == list(range(len(choices))):
+        return f"0 to {len(choices) - 1}" if len(choices) > 1 else "0"
+    return ", ".join(map(repr, choices))
+
+
+def read_logits_attribute(output: Any) -> Any:
+    """The tensor attribute `logits` of an output object (a Hugging Face ModelOutput, a dataclass,
+    a named tuple), else `output` unchanged."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    return logits if isinstance(logits, torch.Tensor) else output
 
 
 def as_logits(output: Any, rows: int) -> torch.Tensor:
     """`output` as float32 logits of shape (rows, classes >= 2), or a ModelOutputError saying what
-    the model returned and what to set (no host sync: shapes and dtypes only)."""
-    if isinstance(output, dict | tuple | list):
-        choices = (
-            ", ".join(repr(k) for k in output)
-            if isinstance(output, dict)
-            else f"0 to {len(output) - 1}"
-        )
-        raise ModelOutputError(
-            f"the model returned {describe(output)}, not a logits tensor; set model.output to the "
-            f"key or index of the logits ({choices})"
-        )
+    the model returned and what to set (no host sync: shapes and dtypes only). An object with a
+    tensor attribute `logits` gives that attribute."""
+    output = read_logits_attribute(output)
     if not isinstance(output, torch.Tensor):
-        raise ModelOutputError(f"the model returned {describe(output)}, not a logits tensor")
+        kind = offers(output)[0]
+        raise ModelOutputError(
+            f"the model returned {describe(output)}, not a logits tensor"
+            f"{_offer(output, f'set model.output to the {kind} that holds the logits')}"
+        )
     if not output.is_floating_point():
         raise ModelOutputError(
             f"the model returned {describe(output)}; a classifier must return float logits "
@@ -102,6 +178,8 @@ def check_labels(y: torch.Tensor, classes: int) -> None:
     prediction and make calibration or ranking checks pass on data they did not understand."""
     if y.is_floating_point():
         raise LoadError(f"labels must be integers, got {y.dtype}; store y as int64")
+    if y.dtype == torch.bool:
+        raise LoadError(BOOL_LABELS)
     bad = (y < 0) | (y >= classes)
     if bool(bad.any()):
         first = int(bad.nonzero()[0, 0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -10,9 +11,23 @@ from torch import nn
 from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import local_device
+from robustness_checks.fingerprints import (
+    Fingerprints,
+    combined_data_print,
+    fingerprint_model,
+    fingerprint_tensors,
+)
 from robustness_checks.loading.data import build_data
 from robustness_checks.loading.device import choose_device
 from robustness_checks.loading.models import build_ensemble, build_model
+from robustness_checks.settings import (
+    RunSettings,
+    check_layer,
+    measured_settings,
+    resolve,
+    settings_fingerprint,
+    spec_layer,
+)
 from robustness_checks.spec.parse import SpecDocument
 from robustness_checks.spec.schema import CheckSpec, DataSpec
 
@@ -26,62 +41,79 @@ class SpecRuntime:
     ensemble: list[nn.Module]
     examples: Examples
     device: torch.device
-    seed: int
     warnings: list[str] = field(default_factory=list)  # e.g. a device fallback, for every check
-    decision: str | None = None  # --robustness-decision: overrides check and spec
-    default_decision: str = "point"  # the ini option robustness_decision
     _extra: dict[str, Examples] = field(default_factory=dict)
-    _fingerprints: dict[str, str] = field(default_factory=dict)
+    _prints: dict[int, str] = field(default_factory=dict)  # by id() of the model or examples
 
     @classmethod
     def load(
-        cls, document: SpecDocument, *, device: str | None = None, seed: int | None = None
+        cls, document: SpecDocument, *, device: str | None = None, source: str = "device"
     ) -> SpecRuntime:
-        """Load model, ensemble and data; `device` and `seed` override the spec's."""
+        """Load model, ensemble and data onto `device` (resolved from the run settings; `source`
+        names where it came from in messages; None: the spec's)."""
         spec = document.spec
-        source = "--robustness-device" if device else "device"
         target, note = choose_device(device or spec.device, field=source)
         if target.type == "cuda" and (own_gpu := local_device()) is not None:
             target = own_gpu  # one GPU per process under torchrun
         model = build_model(spec.model, document.base_dir).to(target)
         ensemble = [member.to(target) for member in build_ensemble(spec.model, document.base_dir)]
         examples = build_data(spec.data, document.base_dir)
-        seed = spec.seed if seed is None else seed
-        return cls(document, model, ensemble, examples, target, seed, [note] if note else [])
+        return cls(document, model, ensemble, examples, target, [note] if note else [])
 
-    def context(self, check: CheckSpec) -> CheckContext:
-        """A fresh context (own evaluation counter, own seeds) for one check."""
+    def context(self, check: CheckSpec, settings: RunSettings | None = None) -> CheckContext:
+        """A fresh context (own evaluation counter, own seeds) for one check; `settings` default
+        to the check's and the spec's own."""
         spec = self.document.spec
+        if settings is None:
+            settings = resolve([("check", check_layer(check)), ("spec", spec_layer(spec))])
         context = CheckContext.create(
             self.model,
             self.examples,
             self.device,
             check.name,
-            seed=self.seed,
-            confidence=check.confidence or spec.confidence,
+            seed=settings.seed,
+            confidence=settings.confidence,
             bounds=spec.bounds,
             ensemble=self.ensemble,
             extra_data=self.extra_data(check),
             precision=spec.precision,
             channels_last=spec.channels_last,
         )
-        context.decision = self.decision or check.decision or spec.decision or self.default_decision
+        context.decision = settings.decision
         context.warnings.extend(self.warnings)
         return context
 
-    def fingerprints(self) -> dict[str, str]:
-        """sha256 of the model's (and ensemble's) weights and of the data, computed once."""
-        if not self._fingerprints:
-            import hashlib
+    def measured(self, check: CheckSpec, settings: RunSettings) -> dict[str, object]:
+        """What the check measures with (its fields, run settings, the spec's numerics)."""
+        spec = self.document.spec
+        return measured_settings(
+            check, settings, bounds=spec.bounds, precision=spec.precision, output=spec.model.output
+        )
 
-            from robustness_checks.gating.baseline import fingerprint_model, fingerprint_tensors
+    def fingerprints(self, check: CheckSpec, settings: RunSettings) -> Fingerprints:
+        """sha256 of the model's (and ensemble's) weights (computed once), of the check's data
+        by content and of its settings."""
+        extra = self.extra_data(check)
+        return Fingerprints(
+            model=self._print(self.model, lambda: fingerprint_model(self.model, *self.ensemble)),
+            data=combined_data_print(
+                self._print(self.examples, lambda: fingerprint_tensors(*self._tensors())),
+                {
+                    name: self._print(found, lambda f=found: fingerprint_tensors(f.x, f.y))
+                    for name, found in extra.items()
+                },
+            ),
+            check=settings_fingerprint(self.measured(check, settings)),
+        )
 
-            weights = "".join(fingerprint_model(m) for m in [self.model, *self.ensemble])
-            self._fingerprints = {
-                "model": hashlib.sha256(weights.encode()).hexdigest(),
-                "data": fingerprint_tensors(self.examples.x, self.examples.y),
-            }
-        return self._fingerprints
+    def _tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.examples.x, self.examples.y
+
+    def _print(self, key: object, compute: Callable[[], str]) -> str:
+        """A fingerprint computed once per loaded object."""
+        if id(key) not in self._prints:
+            self._prints[id(key)] = compute()
+        return self._prints[id(key)]
 
     def extra_data(self, check: CheckSpec) -> dict[str, Examples]:
         """The check's own data sources (such as ood_data), each loaded once per spec."""

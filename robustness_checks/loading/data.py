@@ -11,6 +11,7 @@ import torch
 
 from robustness_checks.errors import LoadError
 from robustness_checks.examples import Examples, as_examples
+from robustness_checks.execution.contracts import BOOL_LABELS
 from robustness_checks.loading.factory import import_callable
 from robustness_checks.loading.images import image_folder_dataset, same_size_loader
 from robustness_checks.spec.schema import DataSpec
@@ -69,7 +70,8 @@ def read_tensors_file(path: Path, *, labels: bool = True) -> tuple[Any, Any]:
             ) from error
     if not isinstance(content, dict):
         raise LoadError(f"data file {path} must hold a mapping with keys x and y")
-    if not labels and "x" in content and "y" not in content:
+    if not labels and "x" in content and ("y" not in content or _is_bool(content["y"])):
+        # Labels that are not used (OOD data) need not be classes.
         return content["x"], np.full(len(content["x"]), -1, dtype=np.int64)
     missing = [key for key in ("x", "y") if key not in content]
     if missing:
@@ -77,7 +79,15 @@ def read_tensors_file(path: Path, *, labels: bool = True) -> tuple[Any, Any]:
             f"data file {path} has no {' or '.join(missing)} (found keys: "
             f"{', '.join(map(str, content)) or 'none'}); save x (inputs) and y (labels)"
         )
+    if _is_bool(content["y"]):
+        raise LoadError(f"data file {path}: {BOOL_LABELS}")
     return content["x"], content["y"]
+
+
+def _is_bool(values: Any) -> bool:
+    """Whether `values` is a torch tensor or numpy array of booleans."""
+    dtype = getattr(values, "dtype", None)
+    return dtype == torch.bool or (isinstance(dtype, np.dtype) and dtype == np.bool_)
 
 
 def tensors_file_keys(path: Path) -> list[str]:

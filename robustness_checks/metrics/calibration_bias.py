@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import fft
 
-from robustness_checks.metrics.calibration import (
-    adaptive_calibration_error,
-    bin_sums,
-    equal_width_bins,
-    expected_calibration_error,
-)
+from robustness_checks.metrics.calibration import bin_sums, equal_width_bins
+
+if TYPE_CHECKING:
+    from robustness_checks.metrics.calibration_intervals import BinnedInterval
 
 MetricFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
-
-_BINNED_METRICS: dict[str, Callable[..., np.ndarray]] = {
-    "ece": expected_calibration_error,
-    "ace": adaptive_calibration_error,
-}
 
 # relplot 1.0.3 constants: density offset of kernel.smooth, bandwidth floor and bisection steps
 # of metrics.smECE, evaluation mesh of config.smECE_mesh_pts.
@@ -119,118 +112,32 @@ def consistency_null(
     return np.concatenate(values).astype(np.float64)
 
 
-@dataclass(frozen=True, eq=False)
-class CalibrationInterval:
-    """Bias-aware bounds on the population binned calibration error theta (see
-    `calibration_interval`). `low`/`high` are the two-sided interval at `confidence_level`,
-    i.e. the one-sided bounds at (1 + level) / 2; `lower_bound(level)` / `upper_bound(level)`
-    give one-sided bounds at any level from the stored resamples."""
-
-    statistic: float
-    plugin: float
-    null_mean: float
-    low: float
-    high: float
-    confidence_level: float
-    bootstrap: np.ndarray = field(repr=False)
-    null: np.ndarray = field(repr=False)
-
-    def lower_bound(self, level: float | None = None) -> float:
-        """theta >= this with probability about `level` (default `confidence_level`)."""
-        level = self.confidence_level if level is None else level
-        spread = max(
-            np.quantile(self.bootstrap, level) - self.bootstrap.mean(),
-            np.quantile(self.null, level) - self.null_mean,
-        )
-        return float(np.clip(self.plugin - self.null_mean - spread, 0.0, 1.0))
-
-    def upper_bound(self, level: float | None = None) -> float:
-        """theta <= this with probability at least about `level` (default `confidence_level`)."""
-        level = self.confidence_level if level is None else level
-        basic = self.plugin + self.bootstrap.mean() - np.quantile(self.bootstrap, 1.0 - level)
-        percentile = np.quantile(self.bootstrap, level)
-        return float(np.clip(max(basic, percentile), 0.0, 1.0))
-
-
 def calibration_interval(
     confidences: np.ndarray,
     correct: np.ndarray,
-    metric: str | MetricFn = "ece",
+    metric: str = "ece",
     confidence_level: float = 0.95,
     rng: np.random.Generator | None = None,
     resamples: int = 1000,
     *,
     bins: int = 15,
-    null_resamples: int | None = None,
-) -> CalibrationInterval:
-    """Bounds on the TRUE (population) binned calibration error, not on the plug-in's mean.
+) -> BinnedInterval:
+    """Bounds on the TRUE (population) binned calibration error of `metric` ("ece":
+    equal-width bins, "ace": equal-mass bins), not on the plug-in's mean: see
+    `robustness_checks.metrics.calibration_intervals.binned_interval`. Raises ValueError with
+    fewer than 2 examples; pass a seeded `rng` (None draws fresh entropy)."""
+    from robustness_checks.metrics.calibration_intervals import binned_interval
 
-    theta = sum_b P(b) |E[correct - confidence | b]| for the top label and fixed bins; the
-    plug-in estimate theta^ = sum_b (n_b/n) |a_b - c_b|. Two facts carry the construction:
-
-    1. Upward bias, never downward: E|X| >= |E X| in each bin, so E theta^ >= theta.
-    2. The bias is largest when every gap is zero: for a gap estimate ~ N(mu, s^2) the bias
-       E|X| - |mu| = s h(mu/s) with h maximal at 0. At zero gaps E theta^ is the perfectly
-       calibrated value B = E_null[theta^ | confidences], which consistency resampling gives
-       exactly (`null_mean`), so theta >= E theta^ - B (up to the difference between the
-       null's label variance c(1 - c) and the true one, which the bootstrap spread absorbs).
-
-    With d_p the p-quantile of the centred bootstrap values theta^* - mean(theta^*) (estimating
-    the law of theta^ - E theta^), at one-sided level c:
-
-    - upper_bound(c) = max(theta^ - d_{1-c}, q^*_c): a bound on E theta^, hence on theta by
-      (1). It is conservative when gaps are small (no bias is subtracted) and nearly exact when
-      they are large (no bias). The percentile bound q^*_c = theta^ + (bootstrap bias) + d_c
-      adds the bootstrap's own, always positive, bias estimate; on its own the basic bound
-      theta^ - d_{1-c} missed a 10-class model at temperature 2.5 in 6.5% of 600 draws at
-      n = 1000 (nominal 5%), the larger of the two in 5.0%.
-    - lower_bound(c) = theta^ - B - max(d_c, d^null_c), clipped at 0, with d^null_c the
-      c-quantile of the centred null draws: a bound on E theta^ - B, hence on theta by (2).
-      The null spread makes it exact at perfect calibration (the bound is > 0 with probability
-      at most 1 - c: theta^ > q^null_c is then an exact test), and the bootstrap spread makes it
-      valid when the true label noise exceeds the null's (an overconfident model: confidences
-      near 1 but accuracy lower). Subtracting the full B is conservative when gaps are large.
-
-    `statistic` is the debiased point estimate max(theta^ - B, 0) (downward biased for a
-    miscalibrated model by the same argument). `metric` is "ece" (equal-width bins), "ace"
-    (equal-mass bins) or a vectorised callable (confidences, correct) -> values; facts (1) and
-    (2) are argued for sums of per-bin absolute gaps, so a callable should be of that kind.
-    Both resamplings use `resamples` draws unless `null_resamples` is given; pass a seeded
-    `rng` (None draws fresh entropy).
-    """
-    rng = np.random.default_rng() if rng is None else rng
-    if isinstance(metric, str):
-        binned = _BINNED_METRICS[metric]
-
-        def metric_fn(conf: np.ndarray, hit: np.ndarray) -> np.ndarray:
-            return binned(conf, hit, bins)
-    else:
-        metric_fn = metric
-    confidences = np.asarray(confidences, dtype=np.float64)
-    correct = np.asarray(correct, dtype=np.float64)
-    count = confidences.shape[-1]
-    if confidences.ndim != 1 or count < 2 or correct.shape != confidences.shape or resamples < 2:
-        raise ValueError("needs two equal 1-d arrays of >= 2 examples and resamples >= 2")
-    plugin = float(metric_fn(confidences, correct))
-    null = consistency_null(confidences, metric_fn, null_resamples or resamples, rng)
-    batch = max(1, min(resamples, _ELEMENTS_PER_BATCH // count))
-    boot = []
-    for first in range(0, resamples, batch):
-        indices = rng.integers(0, count, size=(min(batch, resamples - first), count))
-        boot.append(np.asarray(metric_fn(confidences[indices], correct[indices])))
-    interval = CalibrationInterval(
-        statistic=max(plugin - float(null.mean()), 0.0),
-        plugin=plugin,
-        null_mean=float(null.mean()),
-        low=0.0,
-        high=1.0,
+    if metric not in ("ece", "ace"):
+        raise ValueError(f"metric must be 'ece' or 'ace', got {metric!r}")
+    return binned_interval(
+        np.asarray(confidences, dtype=np.float64),
+        np.asarray(correct, dtype=np.float64),
+        bins=bins,
+        equal_mass=metric == "ace",
         confidence_level=confidence_level,
-        bootstrap=np.concatenate(boot).astype(np.float64),
-        null=null,
-    )
-    one_sided = (1.0 + confidence_level) / 2
-    return replace(
-        interval, low=interval.lower_bound(one_sided), high=interval.upper_bound(one_sided)
+        rng=np.random.default_rng() if rng is None else rng,
+        resamples=resamples,
     )
 
 
@@ -277,6 +184,15 @@ def _reflected_smooth(
 
 def _mesh_average(smoothed: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     """sum_t |S_r(t)| / sum_t (S_1(t) + eps) over each row's mesh of `mesh` points in [0, 1]."""
+    at_mesh, valid = _at_mesh(smoothed, mesh)
+    numerator = np.where(valid, np.abs(at_mesh[:, 0]), 0.0).sum(axis=-1)
+    density = np.where(valid, at_mesh[:, 1] + _DENSITY_EPS, 0.0).sum(axis=-1)
+    return numerator / density
+
+
+def _at_mesh(smoothed: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grid values (rows, channels, size) interpolated linearly at each row's mesh of `mesh`
+    points in [0, 1]: (rows, channels, max mesh) and which mesh points each row has."""
     size = smoothed.shape[-1]
     j = np.arange(int(mesh.max()))
     valid = j < mesh[:, None]
@@ -286,7 +202,69 @@ def _mesh_average(smoothed: np.ndarray, mesh: np.ndarray) -> np.ndarray:
     weight = ((t - index * bucket) / bucket)[:, None, :]
     lower = np.take_along_axis(smoothed, index[:, None, :], axis=-1)
     upper = np.take_along_axis(smoothed, index[:, None, :] + 1, axis=-1)
-    at_mesh = lower * (1 - weight) + upper * weight
-    numerator = np.where(valid, np.abs(at_mesh[:, 0]), 0.0).sum(axis=-1)
-    density = np.where(valid, at_mesh[:, 1] + _DENSITY_EPS, 0.0).sum(axis=-1)
-    return numerator / density
+    return lower * (1 - weight) + upper * weight, valid
+
+
+def smooth_ece_weighted(
+    positions: np.ndarray, residual: np.ndarray, mass: np.ndarray, sigma: float
+) -> float:
+    """smECE at bandwidth `sigma` of weighted examples (relplot's discretisation, without the
+    density offset): examples at `positions` in [0, 1] carry residual (confidence - outcome)
+    weights `residual` and density weights `mass`; for a population, sums over a fine grid."""
+    size = max(2000, round(20.0 / sigma)) // 2 + 1
+    mesh = np.array([max(round(10.0 / sigma), _MESH_POINTS)])
+    sigma_row = np.array([sigma])
+    parts = [
+        _at_mesh(_reflected_smooth(positions[None], weights[None], sigma_row, size)[:, :1], mesh)
+        for weights in (residual, mass)
+    ]
+    return float(np.abs(parts[0][0]).sum() / parts[1][0].sum())
+
+
+def smooth_ece_operator(sigma: float, positions: np.ndarray, mesh_points: int) -> np.ndarray:
+    """The linear map behind smECE_sigma, as a (len(positions), kept mesh points) matrix.
+
+    Row g is what one example at confidence positions[g] adds to the kernel sums at the mesh
+    points, with relplot's discretisation as `smooth_ece` uses it: linear spreading onto a grid
+    of max(2000, round(20/sigma)) // 2 + 1 points, the Gaussian sampled over offsets in
+    [-1/2, 1/2] with one mirror image at each end, linear interpolation at max(200,
+    round(10/sigma)) mesh points. For examples at the positions with residual weights r and
+    mass weights w, smECE_sigma = sum_t |r @ A| / sum_t (w @ A) (up to relplot's 1e-4 density
+    offset). Every k-th mesh point is kept, k the smallest giving at most `mesh_points`.
+    """
+    size = max(2000, round(20.0 / sigma)) // 2 + 1
+    mesh = max(round(10.0 / sigma), _MESH_POINTS)
+    t = np.linspace(0.0, 1.0, size)
+    kernel = np.exp(-((t - 0.5) ** 2) / (2 * sigma**2)) / (np.sqrt(2 * np.pi) * sigma)
+    kept = np.minimum(np.arange(0, mesh, -(-mesh // mesh_points)) / (mesh - 1), 1.0)
+    out_index, out_weight = _linear_pair(kept, size)
+    in_index, in_weight = _linear_pair(np.asarray(positions, dtype=np.float64), size)
+    operator = np.zeros((in_index.shape[0], kept.size))
+    for a in range(2):
+        source = in_index[:, a, None]
+        for b in range(2):
+            response = _reflected_response(kernel, out_index[None, :, b], source)
+            operator += in_weight[:, a, None] * out_weight[None, :, b] * response
+    return operator
+
+
+def _linear_pair(x: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Grid indices (left, left + 1) and weights (1 - frac, frac) of points x in [0, 1] on a grid
+    of `size` points, as relplot spreads examples and reads the mesh: (len(x), 2) each."""
+    position = x * (size - 1)
+    left = np.clip(position.astype(np.int64), 0, size - 2)
+    frac = position - left
+    return np.stack([left, left + 1], axis=1), np.stack([1 - frac, frac], axis=1)
+
+
+def _reflected_response(kernel: np.ndarray, out: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """The value `_reflected_smooth` puts at grid index `out` for a unit mass at grid index
+    `source`: the kernel at the source and at its mirror images about both ends."""
+    size = kernel.size
+    total = np.zeros(np.broadcast_shapes(out.shape, source.shape))
+    images = ((source, True), (-source, source > 0), (2 * (size - 1) - source, source < size - 1))
+    for virtual, present in images:
+        offset = size // 2 + out - virtual
+        valid = present & (offset >= 0) & (offset < size)
+        total += np.where(valid, kernel[np.clip(offset, 0, size - 1)], 0.0)
+    return total

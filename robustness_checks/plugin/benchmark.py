@@ -34,7 +34,7 @@ def _wanted(config: pytest.Config) -> bool:
     )
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
+def require_benchmark_plugin(session: pytest.Session) -> None:
     """--robustness-benchmark without pytest-benchmark would record nothing: a usage error."""
     config = session.config
     if config.getoption("robustness_benchmark") and not hasattr(config, "_benchmarksession"):

@@ -96,74 +96,54 @@ class CheckItem(pytest.Item):
 
         state = get_session(self.config)
         document = self.spec_file.document
+        settings = state.settings(self.check, document.spec)
         start = time.perf_counter()
         context = runtime = None
 
         def run_once() -> Any:  # a fresh context a round: pytest-benchmark may repeat it
             nonlocal context
-            context = runtime.context(self.check)
-            context.watch(self._watch(document))
+            context = runtime.context(self.check, settings)
+            context.watch(self._watch(settings.timeout))
             return execute(context, self.check)
 
         def run_rounds() -> Any:
             """--robustness-rounds N: N runs, the last one's result with the fastest time, so a
             seconds gate compares minima rather than one noisy run."""
             times = []
-            for _ in range(max(1, self.config.getoption("robustness_rounds") or 1)):
+            for _ in range(self.config.getoption("robustness_rounds")):
                 outcome = run_once()
                 times.append(outcome.seconds)
             outcome.seconds = min(times)
             if len(times) > 1:
-                outcome.details["rounds_seconds"] = times
+                outcome.rounds_seconds = times
             return outcome
 
         try:
             runtime = state.runtime(document)
             result = benchmarked(self, run_rounds)
+            result.fingerprints = runtime.fingerprints(self.check, settings)
+            result.settings = runtime.measured(self.check, settings)
         except BaseException as error:  # KeyboardInterrupt and SystemExit too: recorded, raised
-            confidence = self.check.confidence or document.spec.confidence
             result = error_result(
                 self.check,
                 error,
-                confidence=confidence,
+                confidence=settings.confidence,
                 seconds=time.perf_counter() - start,
                 evaluations=context.evaluations if context else 0,
             )
-            self._record(result, None)
+            self._record(result)
             raise
-        regressed = self._record(result, {**runtime.fingerprints(), "check": self._settings()})
+        regressed = self._record(result)
         emit_warnings(result)  # after recording: with -W error the result is kept
         if regressed:
             raise CheckFailed(result, regressed)
         if not result.passed:
             raise CheckFailed(result)
 
-    def _settings(self) -> str:
-        """sha256 of what the check measures: its fields (name, marks, benchmark aside), the spec's
-        bounds, seed and confidence, and the decision rule in force."""
-        import hashlib
-        import json
-
-        spec = self.spec_file.document.spec
-        fields = self.check.model_dump(mode="json", exclude={"name", "marks", "benchmark"})
-        chosen = {
-            "check": fields,
-            "bounds": spec.bounds,
-            "seed": self.config.getoption("robustness_seed") or spec.seed,
-            "confidence": self.check.confidence or spec.confidence,
-            "decision": self.config.getoption("robustness_decision")
-            or self.check.decision
-            or spec.decision,
-        }
-        return hashlib.sha256(json.dumps(chosen, sort_keys=True).encode()).hexdigest()
-
-    def _watch(self, document: Any) -> Any:
-        """The check's timeout (command line, check, spec) and, on a terminal or with -v, a
-        progress line every few seconds."""
+    def _watch(self, timeout: float | None) -> Any:
+        """The check's timeout and, on a terminal or with -v, a progress line every few seconds."""
         from robustness_checks.execution.watch import Watch
 
-        given = self.config.getoption("robustness_timeout")
-        timeout = given or self.check.timeout or document.spec.timeout
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         show = reporter is not None and (
             self.config.get_verbosity() > 0 or getattr(reporter, "isatty", False)
@@ -184,31 +164,17 @@ class CheckItem(pytest.Item):
             outcome="skipped",
             statement=f"skipped: {reason}",
         )
-        self._record(result, None)
+        self._record(result)
 
-    def _record(self, result: Any, fingerprints: dict[str, str] | None) -> str | None:
+    def _record(self, result: Any) -> str | None:
         """Record the result; with a baseline, return the regression message if it regressed."""
-        from robustness_checks.reporting.junit import junit_properties
-
         self.result = result
         spec = self.nodeid.split("::", 1)[0]
-        state = get_session(self.config)
-        record = state.record(self.nodeid, spec, result, (0, spec, self.index), fingerprints)
-        regressed = state.gate.judge(record) if state.gate.active else None
-        properties = junit_properties(result)
-        if regressed:
-            record["passed"] = False
-            record["outcome"] = "failed"
-            record["regression"] = regressed
-            record["message"] = f"regression: {regressed}; {record['message']}"
-            # JUnit must agree with the JSON: a gated failure is not passed there either.
-            properties = [
-                (name, {"passed": "false", "outcome": "failed"}.get(name, value))
-                for name, value in properties
-            ]
-            properties.append(("regression", regressed))
-        self.user_properties.extend(properties)
-        return regressed
+        found = get_session(self.config).keep(
+            result, nodeid=self.nodeid, spec=spec, order=(0, spec, self.index)
+        )
+        self.user_properties.extend(found.properties)
+        return found.regression
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         from robustness_checks.errors import RobustnessError

@@ -8,24 +8,44 @@ import pytest
 
 from robustness_checks.plugin.session import get_session
 
+# Regressions found in a test's recorded results; its report fails with them.
+REGRESSIONS = pytest.StashKey[list[str]]()
+
 
 class Recorder:
     """Records `CheckResult`s made in a test; `robustness.calibration(model, data, ...)` runs and
-    records in one call."""
+    records in one call. Recorded results are compared with the baseline like spec checks."""
 
     def __init__(self, item: pytest.Item):
         self._item = item
         self._count = 0
+        self._names: dict[str, int] = {}
 
     def record(self, result: Any) -> Any:
-        """Add `result` to every report (JSON, JUnit properties, summary); returns it."""
-        from robustness_checks.reporting.junit import junit_properties
+        """Add `result` to every report (JSON, JUnit properties, summary, baseline); returns it."""
+        from robustness_checks.results import CheckResult
 
+        if not isinstance(result, CheckResult):
+            raise TypeError(
+                f"robustness.record() takes a CheckResult (what robustness_checks' check "
+                f"functions return), not a {type(result).__name__}"
+            )
         nodeid = self._item.nodeid
-        spec = nodeid.split("::", 1)[0]
-        get_session(self._item.config).record(nodeid, spec, result, (1, nodeid, self._count))
+        seen = self._names[result.check] = self._names.get(result.check, 0) + 1
+        record_id = f"{nodeid}::{result.check}" + (f"#{seen}" if seen > 1 else "")
+        found = get_session(self._item.config).keep(
+            result,
+            nodeid=nodeid,
+            spec=nodeid.split("::", 1)[0],
+            order=(1, nodeid, self._count),
+            record_id=record_id,
+        )
         self._count += 1
-        self._item.user_properties.extend(junit_properties(result))
+        self._item.user_properties.extend(found.properties)
+        if found.regression:
+            self._item.stash.setdefault(REGRESSIONS, []).append(
+                f"{result.check}: regression: {found.regression}"
+            )
         return result
 
     def run(self, type: str, model: Any, data: Any, **params: Any) -> Any:
@@ -58,5 +78,6 @@ class Recorder:
 
 @pytest.fixture
 def robustness(request: pytest.FixtureRequest) -> Recorder:
-    """Records robustness results made in this test into the JSON, JUnit and terminal reports."""
+    """Records robustness results made in this test into the JSON, JUnit and terminal reports,
+    and compares them with the baseline (--robustness-compare) like spec checks."""
     return Recorder(request.node)

@@ -1,4 +1,4 @@
-"""Release gating in the plugin: load the baseline once, compare each check's result with it."""
+"""Release gating in the plugin: load the baseline once, compare each recorded result with it."""
 
 from __future__ import annotations
 
@@ -11,16 +11,16 @@ import pytest
 SPECIAL_KEYS = ("*", "evaluations", "seconds")
 
 
-class DataChangedWarning(UserWarning):
-    """The baseline was measured on other data: its numbers are not comparable."""
+class NotComparableWarning(UserWarning):
+    """A check whose baseline cannot be compared with it (changed data or settings, no value)."""
 
 
-class SettingsChangedWarning(UserWarning):
-    """The check's settings differ from the baseline's: a weakened check must not pass quietly."""
+# Names of earlier versions, kept for filters users wrote.
+DataChangedWarning = SettingsChangedWarning = NotComparableWarning
 
 
 class Gate:
-    """The baseline and rules of this session (both empty when no comparison was asked for)."""
+    """The baseline and rules of this session (inactive when no comparison was asked for)."""
 
     def __init__(self, config: pytest.Config):
         from robustness_checks.gating.baseline import (
@@ -29,13 +29,14 @@ class Gate:
             load_baseline,
             parse_rule,
         )
+        from robustness_checks.gating.compare import Comparator
 
         self.storage = Path(config.rootpath) / config.getoption("robustness_storage")
         reference = config.getoption("robustness_compare")
         expressions = config.getoption("robustness_compare_fail") or []
         self.strict = bool(config.getoption("robustness_compare_strict"))
-        self.records: dict[str, dict[str, Any]] = {}
-        self.name = ""
+        self.comparator: Comparator | None = None
+        self.used: set[str] = set()  # rules that gated at least one value
         try:
             if config.getoption("robustness_save"):
                 check_save_name(config.getoption("robustness_save"))
@@ -47,130 +48,116 @@ class Gate:
                 )
             if reference is not None:
                 baseline = load_baseline(self.storage, reference or None)
-                self.name = baseline["baseline"]
-                self.records = {r["nodeid"]: r for r in baseline["results"]}
-                self._check_keys()
+                self.comparator = Comparator(baseline, self.rules, self.strict)
         except BaselineError as error:
             raise pytest.UsageError(str(error)) from None
 
-    def _check_keys(self) -> None:
-        """A rule whose KEY matches nothing would gate nothing: refuse it, listing the keys."""
-        from robustness_checks.checks.registry import CHECK_TYPES
-        from robustness_checks.gating.baseline import BaselineError
-
-        metrics = {m for entry in CHECK_TYPES.values() for m in entry.metrics}
-        names = {r.get("check") for r in self.records.values()}
-        known = set(SPECIAL_KEYS) | metrics | set(CHECK_TYPES) | {n for n in names if n}
-        for rule in self.rules:
-            if rule.key not in known:
-                raise BaselineError(
-                    f"--robustness-compare-fail {rule.text!r}: unknown key {rule.key!r}; a key is "
-                    f"a metric ({', '.join(sorted(metrics))}), a check type "
-                    f"({', '.join(sorted(CHECK_TYPES))}), a check name of baseline "
-                    f"{self.name!r}, evaluations, seconds or *"
-                )
-
     @property
     def active(self) -> bool:
-        return bool(self.records)
+        return self.comparator is not None
 
-    def baseline_for(self, record: dict[str, Any]) -> dict[str, Any] | None:
-        """The baseline record of the same check: the same node id, else the same check name in
-        the spec file whose path is the same from the deepest common folder (so another
-        --rootdir, which changes node ids, still compares every check)."""
-        exact = self.records.get(record["nodeid"])
-        if exact is not None:
-            return exact
-        spec, check = record.get("spec") or "", record.get("check")
-        candidates = [
-            before
-            for before in self.records.values()
-            if before.get("check") == check and _same_file(before.get("spec") or "", spec)
-        ]
-        return candidates[0] if len(candidates) == 1 else None
+    @property
+    def name(self) -> str:
+        return self.comparator.name if self.comparator else ""
+
+    def check_rule_keys(self, items: list[pytest.Item]) -> None:
+        """A rule whose key matches no check type, name or gated metric of the checks about to
+        run would gate nothing: a usage error naming the rule and the keys that exist."""
+        if self.comparator is None or not self.rules:
+            return
+        from robustness_checks.gating.compare import rule_keys
+
+        types, names, metrics = set(), set(), set()
+        for item in items:
+            check = getattr(item, "check", None)
+            if check is not None and hasattr(check, "type"):
+                from robustness_checks.checks.registry import CHECK_TYPES
+
+                entry = CHECK_TYPES.get(check.type)
+                types.add(check.type)
+                names.add(check.name)
+                if entry is not None:
+                    metrics.update(entry.gated_metrics(check))
+        # Results that test functions record: known from the baseline for the tests collected.
+        collected = {item.nodeid for item in items}
+        recorded = [r for r in self.comparator.records.values() if r.get("nodeid") in collected]
+        found = rule_keys(recorded)
+        types |= found["types"]
+        names |= found["names"]
+        metrics |= found["metrics"]
+        if not items:
+            return
+        import fnmatch
+
+        for rule in self.rules:
+            if rule.key in SPECIAL_KEYS or rule.key in types or rule.key in metrics:
+                continue
+            if any(fnmatch.fnmatchcase(name, rule.key) for name in names):
+                continue
+            import difflib
+
+            close = difflib.get_close_matches(rule.key, [*types, *metrics, *names], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise pytest.UsageError(
+                f"--robustness-compare-fail {rule.text!r}: the key {rule.key!r}{hint} matches no "
+                "check of this run, so the rule would gate nothing. Keys that exist: check types "
+                f"({', '.join(sorted(types)) or 'none'}), gated metrics "
+                f"({', '.join(sorted(metrics)) or 'none'}), check names "
+                f"({', '.join(sorted(names)[:10]) or 'none'}"
+                f"{', ...' if len(names) > 10 else ''}), evaluations, seconds and *"
+            )
 
     def judge(self, record: dict[str, Any]) -> str | None:
-        """Annotate `record` with the baseline's value; a message if it regressed."""
-        from robustness_checks.gating.baseline import COST_KEYS, regression
-
-        before = self.baseline_for(record)
-        if before is None:
+        """Annotate `record` with its comparison; the regression message if it regressed."""
+        if self.comparator is None:
             return None
-        now_prints = record.get("fingerprints") or {}
-        old_prints = before.get("fingerprints") or {}
-        changed = {
-            key: bool(
-                now_prints.get(key) and old_prints.get(key) and now_prints[key] != old_prints[key]
-            )
-            for key in ("data", "model", "check")
-        }
-        record.setdefault("details", {})["baseline"] = {
-            "name": self.name,
-            "value": before.get("value"),
-            "data_changed": changed["data"],
-            "model_changed": changed["model"],
-            "settings_changed": changed["check"],
-        }
-        if changed["data"]:
+        found = self.comparator.judge(record)
+        record["baseline"] = found.as_json()
+        from robustness_checks.gating.compare import rule_matches
+
+        for rule in self.rules:
+            if any(rule_matches(rule, record, value) for value in _values(record)):
+                self.used.add(rule.text)
+        if found.reasons and not self.strict:
             warnings.warn(
-                DataChangedWarning(
-                    f"{record['nodeid']}: the data differs from baseline {self.name!r}, so its "
-                    f"numbers are not comparable; the regression gate is skipped for this check"
+                NotComparableWarning(
+                    f"{record['nodeid']}: not comparable with baseline {self.name!r}, so its "
+                    f"values are not gated: {'; '.join(found.reasons)} "
+                    "(--robustness-compare-strict fails such checks)"
                 ),
                 stacklevel=2,
             )
-            return None
-        if changed["check"]:
-            text = (
-                f"{record['nodeid']}: the check's settings (attack, eps, steps, estimator, bounds, "
-                f"decision, ...) differ from baseline {self.name!r}, so its values are not gated"
-            )
-            if self.strict:
-                return text + " (--robustness-compare-strict fails it)"
-            warnings.warn(SettingsChangedWarning(text), stacklevel=2)
-            # What it costs is still comparable: a change that makes a check dearer is gated.
-            cost = [rule for rule in self.rules if rule.key in COST_KEYS]
-            return regression(record, {**before, "_name": self.name}, cost)
-        return regression(record, {**before, "_name": self.name}, self.rules)
+        return "; ".join(found.regressions) if found.regressions else None
 
     def coverage(self, results: list[dict[str, Any]]) -> dict[str, Any]:
-        """How much of the run was compared (from the results, which under xdist were judged in
-        the workers): for the terminal summary and the JSON."""
-        compared = [r for r in results if "baseline" in (r.get("details") or {})]
-        matched = {(self.baseline_for(r) or {}).get("nodeid") for r in compared}
-        return {
-            "baseline": self.name,
-            "compared": len(compared),
-            "checks": len(results),
-            "not_in_baseline": sorted(
-                r["nodeid"] for r in results if "baseline" not in (r.get("details") or {})
-            ),
-            "not_in_run": sorted(set(self.records) - matched),
-        }
+        assert self.comparator is not None
+        return self.comparator.coverage(results)
 
     def coverage_lines(self, results: list[dict[str, Any]]) -> list[str]:
         """'compared N of M checks against baseline NAME', then what was not compared."""
         found = self.coverage(results)
         lines = [
             f"compared {found['compared']} of {found['checks']} checks against baseline "
-            f"{self.name!r}"
+            f"{self.name!r}" + (f" ({found['gated']} gated by a rule)" if self.rules else "")
         ]
-        if found["not_in_baseline"]:
-            lines.append(
-                f"warning: {len(found['not_in_baseline'])} checks are not in baseline "
-                f"{self.name!r} and were not gated: {', '.join(found['not_in_baseline'][:10])}"
-            )
-        if found["not_in_run"]:
-            lines.append(
-                f"warning: {len(found['not_in_run'])} checks of baseline {self.name!r} did not "
-                f"run: {', '.join(found['not_in_run'][:10])}"
-            )
+        for key, text in (
+            ("not_comparable", "are not comparable with baseline {name!r} (see their warnings)"),
+            ("not_in_baseline", "are not in baseline {name!r} and were not gated"),
+            ("not_in_run", "of baseline {name!r} did not run"),
+        ):
+            if found[key]:
+                shown = ", ".join(found[key][:10]) + (", ..." if len(found[key]) > 10 else "")
+                lines.append(
+                    f"warning: {len(found[key])} checks {text.format(name=self.name)}: {shown}"
+                )
+        unused = [rule.text for rule in self.rules if rule.key not in ("evaluations", "seconds")]
+        idle = [text for text in unused if text not in self.used]
+        if idle and results:
+            lines.append(f"warning: rules that gated no value: {', '.join(idle)}")
         return lines
 
 
-def _same_file(one: str, other: str) -> bool:
-    """Whether two spec paths (relative to different rootdirs) name the same file: one is the
-    other's suffix by whole path components."""
-    a, b = Path(one).parts, Path(other).parts
-    shorter = min(len(a), len(b))
-    return shorter > 0 and a[-shorter:] == b[-shorter:]
+def _values(record: dict[str, Any]) -> list[Any]:
+    from robustness_checks.gating.compare import gated_of
+
+    return gated_of(record)

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from robustness_checks.execution.launch import launched_by_torchrun
+from robustness_checks.plugin.fixture import REGRESSIONS
 from robustness_checks.plugin.session import (
     RECORD_PROPERTY,
     WORKER_OUTPUT_KEY,
@@ -14,6 +15,9 @@ from robustness_checks.plugin.session import (
     get_session,
     session_key,
 )
+from robustness_checks.settings import reset_session_layers, set_session_layers
+
+_SETTINGS_TOKEN = pytest.StashKey[Any]()
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -32,7 +36,9 @@ def pytest_configure(config: pytest.Config) -> None:
             for option in ("xmlpath", "htmlpath"):
                 if getattr(config.option, option, None):
                     setattr(config.option, option, None)
-    config.stash[session_key] = RobustnessSession(config, rank, size)
+    state = config.stash[session_key] = RobustnessSession(config, rank, size)
+    # Checks run from test functions follow the command line and the ini file too.
+    config.stash[_SETTINGS_TOKEN] = set_session_layers(state.command_line, state.ini)
     _interrupt_on_sigterm()
     config.addinivalue_line("markers", "robustness: a check from a robustness spec file")
     if config.pluginmanager.hasplugin("xdist"):
@@ -65,6 +71,27 @@ class _XdistHooks:
             get_session(node.config).merge_worker_output(output)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Every output path is checked before the first check runs: a usage error (exit 4) naming
+    the path and why, instead of a run whose reports are lost at its end."""
+    from robustness_checks.plugin.benchmark import require_benchmark_plugin
+
+    require_benchmark_plugin(session)
+    config = session.config
+    if _is_worker(config) or get_session(config).rank != 0:
+        return
+    from robustness_checks.plugin.outputs import output_problems
+
+    problems = output_problems(config)
+    if problems:
+        raise pytest.UsageError("; ".join(problems))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """A --robustness-compare-fail rule that matches no check of the run is a usage error."""
+    get_session(session.config).gate.check_rule_keys(session.items)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtestloop(session: pytest.Session):  # type: ignore[no-untyped-def]
     """A bad spec fails its own collection but, unlike other collection errors, does not stop
@@ -81,6 +108,11 @@ def pytest_runtestloop(session: pytest.Session):  # type: ignore[no-untyped-def]
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """With pytest-html active, a check's row carries its plot as an extra."""
     report = yield
+    regressions = item.stash.get(REGRESSIONS, None)
+    if call.when == "call" and regressions and report.passed:
+        # Results a test recorded with the `robustness` fixture regressed against the baseline.
+        report.outcome = "failed"
+        report.longrepr = "\n".join(regressions)
     result = getattr(item, "result", None)
     if call.when == "call" and result is not None and result.outcome == "error":
         # A check that could not measure is an error, not a failure of its bound: JUnit writes
@@ -102,8 +134,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
 
         from robustness_checks.reporting.plots import example_images, plot_for
 
-        record = result.to_dict()
-        figures = [svg for svg in (plot_for(record), example_images(record)) if svg]
+        figures = [svg for svg in (plot_for(result), example_images(result)) if svg]
         report.extras = [*getattr(report, "extras", []), *map(extras.html, figures)]
     return report
 
@@ -138,52 +169,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if state.rank != 0:
         return
-    json_path = config.getoption("robustness_json")
-    html_path = config.getoption("robustness_html")
-    save_name = config.getoption("robustness_save")
-    if not (json_path or html_path or save_name):
-        return
-    from pathlib import Path
+    from robustness_checks.plugin.outputs import write_outputs
 
-    from robustness_checks.reporting.atomic import report_lock
-    from robustness_checks.reporting.json_report import results_document, write_results_json
-
-    complete = exitstatus != pytest.ExitCode.INTERRUPTED
-    document = results_document(state.sorted_results(), state.devices, state.specs)
-    document["complete"] = complete
-    if state.gate.active:
-        document["baseline_comparison"] = state.gate.coverage(document["results"])
-    folder = Path(json_path or html_path or state.gate.storage).parent
-    with report_lock(folder):
-        if json_path:
-            write_results_json(json_path, document)
-        if html_path:
-            from robustness_checks.reporting.html_report import write_html
-
-            reporter = config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                count = len(document["results"])
-                reporter.write_line(f"writing HTML report {html_path} ({count} checks) ...")
-            from robustness_checks.gating.history import check_series, load_history
-
-            history = (
-                check_series(load_history(state.gate.storage))
-                if state.gate.storage.is_dir()
-                else {}
-            )
-            write_html(html_path, document, history)
-        if save_name and (complete or config.getoption("robustness_save_partial")):
-            from robustness_checks.gating.baseline import save_baseline
-
-            save_baseline(state.gate.storage, save_name, document)
-        elif save_name:
-            state.notes.append(
-                f"baseline {save_name!r} was not saved: the run was interrupted, so its results "
-                "are partial (--robustness-save-partial saves them anyway, marked incomplete)"
-            )
+    failed = write_outputs(config, state, complete=exitstatus != pytest.ExitCode.INTERRUPTED)
+    if failed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    token = config.stash.get(_SETTINGS_TOKEN, None)
+    if token is not None:
+        reset_session_layers(token)
     state = config.stash.get(session_key, None)
     if state is not None and state.world_size > 1:
         import torch.distributed as dist
@@ -194,25 +190,32 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if _is_worker(config) or get_session(config).rank != 0:
         return
-    results = get_session(config).sorted_results()
-    if not results:
+    state = get_session(config)
+    results = state.sorted_results()
+    if not results and not state.notes:
         return
-    from robustness_checks.reporting.terminal import regression_lines, summary_lines, warning_lines
+    from robustness_checks.reporting.terminal import (
+        regression_lines,
+        safe_text,
+        summary_lines,
+        warning_lines,
+    )
 
     terminalreporter.write_sep("-", "robustness checks")
-    for line in summary_lines(results):
+    for line in summary_lines(results) if results else []:
         terminalreporter.write_line(line)
     for line in regression_lines(results):
         terminalreporter.write_line(line, red=True)
     for line in warning_lines(results):
         terminalreporter.write_line(line, yellow=True)
-    state = get_session(config)
-    if state.gate.active:
+    if state.gate.active and results:
         for line in state.gate.coverage_lines(results):
-            terminalreporter.write_line(line, yellow=line.startswith("warning"))
+            terminalreporter.write_line(safe_text(line), yellow=line.startswith("warning"))
+    written = " ".join(state.notes)
     for note in state.notes:
-        terminalreporter.write_line(note, yellow=True)
-    for option in ("robustness_json", "robustness_html"):
+        error = note.startswith("error:")
+        terminalreporter.write_line(safe_text(note), red=error, yellow=not error)
+    for option, what in (("robustness_json", "JSON report"), ("robustness_html", "HTML report")):
         path = config.getoption(option)
-        if path:
-            terminalreporter.write_line(f"{option.split('_')[1].upper()} report written to {path}")
+        if path and f"the {what} ({path}) could not be written" not in written:
+            terminalreporter.write_line(f"{what.split()[0]} report written to {path}")

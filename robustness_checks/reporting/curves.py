@@ -1,4 +1,4 @@
-"""The main chart of each built-in check type, drawn from a result record as inline SVG."""
+"""The main chart of each built-in check type, drawn from its typed result as inline SVG."""
 
 from __future__ import annotations
 
@@ -8,20 +8,20 @@ from typing import Any
 from robustness_checks.reporting.chart import Chart
 from robustness_checks.reporting.svg import PALETTE
 
-Record = dict[str, Any]
+Result = Any  # robustness_checks.results.CheckResult, details typed by its check type
 PASS_COLOUR = "#2e7d32"
 FAIL_COLOUR = "#c62828"
 ACCENT = "#1565c0"
 UNDER_COLOUR = "#7b1fa2"
 
 
-def reliability_diagram(record: Record) -> str | None:
+def reliability_diagram(result: Result) -> str | None:
     """Accuracy against confidence per bin; the gap to confidence coloured by its direction."""
-    rows = (record.get("details") or {}).get("bins") or []
+    rows = result.details.bins
     if not rows:
         return None
     chart = Chart(
-        title=f"Reliability diagram ({record.get('metric')})",
+        title=f"Reliability diagram ({result.metric})",
         xlabel="confidence",
         ylabel="accuracy",
         xlim=(0, 1),
@@ -29,18 +29,18 @@ def reliability_diagram(record: Record) -> str | None:
         width=300,
         height=210,
     )
-    lefts = [r["lo"] for r in rows]
-    rights = [max(r["hi"], r["lo"] + 0.01) for r in rows]
-    accuracy = [r["accuracy"] for r in rows]
-    confidence = [r["confidence"] for r in rows]
+    lefts = [r.lo for r in rows]
+    rights = [max(r.hi, r.lo + 0.01) for r in rows]
+    accuracy = [r.accuracy for r in rows]
+    confidence = [r.confidence for r in rows]
     tips = [
-        f"({r['lo']:.3g}, {r['hi']:.3g}]: {r.get('count', '?')} examples, accuracy "
-        f"{r['accuracy']:.3f}, confidence {r['confidence']:.3f}"
+        f"({r.lo:.3g}, {r.hi:.3g}]: {r.count} examples, accuracy {r.accuracy:.3f}, "
+        f"confidence {r.confidence:.3f}"
         for r in rows
     ]
     chart.bars(lefts, rights, [0] * len(rows), accuracy, ACCENT, "accuracy", 0.8, tips)
-    over = [i for i, r in enumerate(rows) if r["confidence"] > r["accuracy"]]
-    under = [i for i, r in enumerate(rows) if r["confidence"] < r["accuracy"]]
+    over = [i for i, r in enumerate(rows) if r.confidence > r.accuracy]
+    under = [i for i, r in enumerate(rows) if r.confidence < r.accuracy]
     for picked, colour, label, opacity, below in (
         (over, FAIL_COLOUR, "over-confident gap (confidence above accuracy)", 0.35, None),
         (
@@ -66,14 +66,14 @@ def reliability_diagram(record: Record) -> str | None:
     return chart.svg()
 
 
-def accuracy_against_eps(record: Record) -> str | None:
+def accuracy_against_eps(result: Result) -> str | None:
     """Clean and adversarial accuracy (with intervals) against eps; ticks at the eps used."""
-    details = record.get("details") or {}
-    rows = details.get("per_eps") or []
+    details = result.details
+    rows = details.per_eps
     if not rows:
         return None
-    eps = [r["eps"] for r in rows]
-    accuracy = [r["adversarial_accuracy"] for r in rows]
+    eps = [r.eps for r in rows]
+    accuracy = [r.adversarial_accuracy for r in rows]
     top = max(eps) or 1.0
     chart = Chart(
         title="Accuracy under attack",
@@ -83,27 +83,23 @@ def accuracy_against_eps(record: Record) -> str | None:
         ylim=(0, 1.02),
         xticks=[0.0, *eps],
     )
-    clean = details.get("clean_accuracy")
-    interval = details.get("clean_accuracy_ci")
-    if clean is not None and interval:
-        chart.band([0, top * 1.08], [interval[0]] * 2, [interval[1]] * 2, ACCENT, 0.1)
-    if clean is not None and math.isfinite(clean):
+    clean, interval = details.clean_accuracy, details.clean_accuracy_ci
+    chart.band([0, top * 1.08], [interval[0]] * 2, [interval[1]] * 2, ACCENT, 0.1)
+    if math.isfinite(clean):
         chart.hline(clean, ACCENT, "clean accuracy (band: its interval)")
     chart.errorbars(
         eps,
-        [r["adversarial_accuracy_ci"][0] for r in rows],
-        [r["adversarial_accuracy_ci"][1] for r in rows],
+        [r.adversarial_accuracy_ci[0] for r in rows],
+        [r.adversarial_accuracy_ci[1] for r in rows],
         FAIL_COLOUR,
     )
-    label = (details.get("attack") or {}).get("label", "attack")
-    chart.line(eps, accuracy, FAIL_COLOUR, f"{label} (with interval)", marker="o")
+    chart.line(eps, accuracy, FAIL_COLOUR, f"{details.attack_label()} (with interval)", marker="o")
     return chart.svg()
 
 
-def noise_convergence(record: Record) -> str | None:
+def noise_convergence(result: Result) -> str | None:
     """Each input's estimate and interval against evaluations spent (log scales)."""
-    inputs = (record.get("details") or {}).get("inputs") or []
-    traced = [i for i in inputs if i.get("history")]
+    traced = [row for row in result.details.inputs if row.history]
     if not traced:
         return None
     chart = Chart(
@@ -114,56 +110,51 @@ def noise_convergence(record: Record) -> str | None:
         ylog=True,
     )
     for colour, entry in zip(PALETTE, traced[:8], strict=False):
-        history = [h for h in entry["history"] if h.get("probability", 0) > 0]
+        history = [h for h in entry.history if h.probability > 0]
         if not history:
             continue
-        spent = [h["evaluations"] for h in history]
-        low = [max(h.get("ci_low", 0), h["probability"] * 1e-3, 1e-300) for h in history]
-        chart.band(spent, low, [h.get("ci_high", h["probability"]) for h in history], colour)
+        spent = [h.evaluations for h in history]
+        low = [max(h.ci_low, h.probability * 1e-3, 1e-300) for h in history]
+        chart.band(spent, low, [h.ci_high for h in history], colour)
         chart.line(
-            spent,
-            [h["probability"] for h in history],
-            colour,
-            f"input {entry.get('index')}",
-            marker=".",
+            spent, [h.probability for h in history], colour, f"input {entry.index}", marker="."
         )
-    if record.get("threshold"):
-        chart.hline(record["threshold"], "grey", "bound")
+    if result.threshold:
+        chart.hline(result.threshold, "grey", "bound")
     return chart.svg()
 
 
-def measure_against_eps(record: Record) -> str | None:
+def measure_against_eps(result: Result) -> str | None:
     """Mean uncertainty (with interval) and accuracy against eps, on two y axes."""
-    details = record.get("details") or {}
-    eps = details.get("eps")
-    mean = details.get("mean")
+    details = result.details
+    eps, mean = details.eps, details.mean
     if not eps or not mean:
         return None
-    measure = str(details.get("measure"))
-    accuracy = details.get("accuracy")
     chart = Chart(
         title="Uncertainty against eps",
         xlabel="eps",
-        ylabel=measure,
+        ylabel=details.measure,
         xticks=list(eps),
-        y2label="accuracy" if accuracy else None,
+        y2label="accuracy" if details.accuracy else None,
         y2lim=(0, 1.02),
     )
-    intervals = details.get("mean_ci") or [[m, m] for m in mean]
+    intervals = details.mean_ci or [(m, m) for m in mean]
     chart.errorbars(eps, [c[0] for c in intervals], [c[1] for c in intervals], ACCENT)
-    chart.line(eps, mean, ACCENT, f"mean {measure} (with interval)", marker="o")
-    if accuracy:
-        chart.line(eps, accuracy, FAIL_COLOUR, "accuracy (right axis)", marker="s", axis="right")
+    chart.line(eps, mean, ACCENT, f"mean {details.measure} (with interval)", marker="o")
+    if details.accuracy:
+        chart.line(
+            eps, details.accuracy, FAIL_COLOUR, "accuracy (right axis)", marker="s", axis="right"
+        )
     return chart.svg()
 
 
-def risk_coverage(record: Record) -> str | None:
+def risk_coverage(result: Result) -> str | None:
     """Selective risk against coverage."""
-    details = record.get("details") or {}
-    curve = details.get("risk_coverage")
-    if not curve:
+    details = result.details
+    curve = details.risk_coverage
+    if curve is None or not curve.coverage:
         return None
-    top = max([*curve["risk"], 0.0]) or 1.0
+    top = max([*curve.risk, 0.0]) or 1.0
     chart = Chart(
         title="Risk-coverage curve",
         xlabel="coverage",
@@ -171,21 +162,21 @@ def risk_coverage(record: Record) -> str | None:
         xlim=(0, 1),
         ylim=(0, top * 1.05),
     )
-    chart.line(curve["coverage"], curve["risk"], ACCENT, f"ranked by {details.get('score')}")
-    if details.get("coverage") is not None:
+    chart.line(curve.coverage, curve.risk, ACCENT, f"ranked by {details.score}")
+    if details.coverage is not None:
         chart.line(
-            [details["coverage"]] * 2, [0, top * 1.05], "grey", "coverage bound", "4,3", width=1
+            [details.coverage] * 2, [0, top * 1.05], "grey", "coverage bound", "4,3", width=1
         )
     return chart.svg()
 
 
-def roc(record: Record) -> str | None:
+def roc(result: Result) -> str | None:
     """ROC curve of the score (positives: OOD inputs, or errors)."""
-    details = record.get("details") or {}
-    curve = details.get("roc")
-    if not curve:
+    details = result.details
+    curve = details.roc
+    if curve is None or not curve.fpr:
         return None
-    auroc = details.get("auroc")
+    auroc = details.auroc
     title = "ROC" if auroc is None else f"ROC (AUROC {auroc:.3f})"
     chart = Chart(
         title=title,
@@ -197,5 +188,5 @@ def roc(record: Record) -> str | None:
         height=210,
     )
     chart.line([0, 1], [0, 1], "grey", "chance", dash="4,3", width=1)
-    chart.line(curve["fpr"], curve["tpr"], ACCENT, str(details.get("score", "score")))
+    chart.line(curve.fpr, curve.tpr, ACCENT, str(details.score))
     return chart.svg()

@@ -11,30 +11,30 @@ from robustness_checks.reporting.chart import Chart
 from robustness_checks.reporting.images import colour_map
 from robustness_checks.reporting.svg import esc, num, side_by_side, svg_root, text_width
 
-Record = dict[str, Any]
+Result = Any  # robustness_checks.results.CheckResult
 GROUP_COLOURS = ("#1565c0", "#c62828", "#2e7d32", "#ef6c00")
 BLUES = [(247, 251, 255), (198, 219, 239), (107, 174, 214), (33, 113, 181), (8, 48, 107)]
 MAX_PANELS = 4
 
 
-def score_histograms(record: Record) -> str | None:
+def score_histograms(result: Result) -> str | None:
     """Each group's share of examples per score bin (bars side by side), one panel per setting."""
-    data = (record.get("details") or {}).get("score_histogram")
-    if not data or not data.get("panels"):
+    data = result.details.score_histogram
+    if data is None or not data.panels:
         return None
-    edges = data["edges"]
-    panels = data["panels"]
+    edges = data.edges
+    panels = data.panels
     if len(panels) > MAX_PANELS:  # first, last and evenly spaced ones between
         keep = np.unique(np.linspace(0, len(panels) - 1, MAX_PANELS).round().astype(int))
         panels = [panels[i] for i in keep]
     single = len(panels) == 1
     charts = []
     for number, panel in enumerate(panels):
-        groups = panel["counts"]
-        title = panel.get("label") or " against ".join(groups)
+        groups = panel.counts
+        title = panel.label or " against ".join(groups)
         chart = Chart(
             title=title,
-            xlabel=str(data.get("score", "score")),
+            xlabel=data.score,
             ylabel="share of group" if number == 0 else "",
             xlim=(edges[0], edges[-1]),
             width=320 if single else 200,
@@ -70,12 +70,14 @@ def score_histograms(record: Record) -> str | None:
     return side_by_side(charts, columns=2)
 
 
-def confusion_matrix(record: Record) -> str | None:
+def confusion_matrix(result: Result) -> str | None:
     """Counts of true label (rows) against prediction (columns), shaded by the row's share."""
-    data = (record.get("details") or {}).get("confusion_matrix")
-    if not data or not data.get("counts"):
-        return _most_confused(data) if data and data.get("most_confused") else None
-    counts = np.asarray(data["counts"], dtype=np.float64)
+    data = result.details.confusion_matrix
+    if data is None:
+        return None
+    if not data.counts:
+        return _most_confused(data) if data.most_confused else None
+    counts = np.asarray(data.counts, dtype=np.float64)
     classes = counts.shape[0]
     cell = max(10.0, min(26.0, 280.0 / classes))
     left, top = 46.0, 36.0
@@ -120,13 +122,12 @@ def confusion_matrix(record: Record) -> str | None:
     return svg_root(width, bottom + 6, "".join(parts))
 
 
-def _most_confused(data: Record) -> str:
+def _most_confused(data: Any) -> str:
     """A list of the most confused (label, prediction) pairs, for many classes."""
-    pairs = data["most_confused"]
-    lines = [f"Most confused pairs ({data.get('classes')} classes)"]
-    lines += [f"true {a} predicted as {b}: {c}" for a, b, c in pairs]
-    if data.get("total"):
-        lines.append(f"correct: {data['correct']} of {data['total']}")
+    lines = [f"Most confused pairs ({data.classes} classes)"]
+    lines += [f"true {a} predicted as {b}: {c}" for a, b, c in data.most_confused]
+    if data.total:
+        lines.append(f"correct: {data.correct} of {data.total}")
     body = "".join(
         f'<text x="4" y="{num(14 + 14 * i)}" font-size="{12 if i == 0 else 10}">{esc(line)}</text>'
         for i, line in enumerate(lines)

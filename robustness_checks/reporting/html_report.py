@@ -12,7 +12,7 @@ from robustness_checks.reporting.atomic import write_text_atomic
 from robustness_checks.reporting.plots import example_images, extra_figures, plot_for
 from robustness_checks.reporting.terminal import baseline_cells
 from robustness_checks.reporting.trend import trend_svg
-from robustness_checks.results import format_number
+from robustness_checks.results import format_number, record_result
 
 _BULKY_KEYS = {"input", "perturbation", "history", "saliency", "counts", "edges"}
 
@@ -35,7 +35,7 @@ def render_html(
         for key in ("passed", "failed", "inconclusive", "error", "skipped")
     }
     return environment.get_template("report.html.j2").render(
-        compared=any("baseline" in (r.get("details") or {}) for r in results),
+        compared=any(r.get("baseline") for r in results),
         created=document.get("created", ""),
         environment=_environment_rows(document.get("environment") or {}),
         specs=document.get("specs", {}),
@@ -57,6 +57,7 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
     bound = ""
     if record.get("comparison") and record.get("threshold") is not None:
         bound = f"{record['comparison']} {format_number(record['threshold'])}"
+    result = record_result(record)
     return {
         **record,
         "value_text": "" if value is None else format_number(value),
@@ -64,19 +65,23 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
         "ci_text": f"{format_number(ci[0])} to {format_number(ci[1])}" if ci else "",
         "bound_text": bound,
         "baseline_cells": baseline_cells(record),
+        "baseline_name": (record.get("baseline") or {}).get("name", ""),
         "message": record.get("message") or record.get("error") or "",
-        "plot": _safe(plot_for, record),
-        "images": _safe(example_images, record),
-        "images_caption": _images_caption(record),
-        "figures": _safe(extra_figures, record) or [],
+        "plot": _safe(plot_for, result),
+        "images": _safe(example_images, result),
+        "images_caption": _images_caption(result),
+        "figures": _safe(extra_figures, result) or [],
         "details_text": json.dumps(_trimmed(record.get("details", {})), indent=2),
     }
 
 
-def _safe(render: Any, record: dict[str, Any]) -> Any:
-    """A plot that fails to draw must not lose the report."""
+def _safe(render: Any, result: Any) -> Any:
+    """A plot that fails to draw must not lose the report (nor does a result whose details
+    cannot be read as its type's: it has no pictures)."""
+    if result is None:
+        return [] if render is extra_figures else None
     try:
-        return render(record)
+        return render(result)
     except Exception as error:
         text = f"<p>(plot unavailable: {type(error).__name__}: {error})</p>"
         return [(text, "")] if render is extra_figures else text
@@ -97,15 +102,15 @@ def _environment_rows(found: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _images_caption(record: dict[str, Any]) -> str:
+def _images_caption(result: Any) -> str:
     """What the failing-example pictures show, for the figure caption."""
-    details = record.get("details") or {}
-    if record.get("type") == "failure_prediction":
+    rows = [] if result is None else result.details.shown_examples()
+    if rows and rows[0].prediction is not None:
         return (
             "errors the score ranks as most certain (the ones it misses), with the saliency of "
             "the true label's logit"
         )
-    eps = (details.get("failing_examples") or [{}])[0].get("eps")
+    eps = rows[0].eps if rows else None
     at = f" at eps {eps:g} (the largest)" if eps is not None else ""
     return f"failing examples{at}: input, perturbation, perturbed input and saliency"
 

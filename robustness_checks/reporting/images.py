@@ -16,7 +16,8 @@ from robustness_checks.reporting.svg import esc, num, svg_root, text_width
 SHOWN_EXAMPLES = 6  # failing examples drawn per check (checks compute saliency for these only)
 PANEL = 64  # px per picture
 FAIL_COLOUR = "#c62828"
-Record = dict[str, Any]
+Result = Any  # robustness_checks.results.CheckResult
+Row = Any  # robustness_checks.details.ExampleRow
 
 # Colour maps as anchor colours spread evenly over [0, 1] (matplotlib's coolwarm and magma).
 COOLWARM = [(59, 76, 192), (98, 130, 234), (141, 176, 254), (185, 208, 249), (221, 220, 220),
@@ -77,15 +78,13 @@ def colour_bar(
     )
 
 
-def example_images(record: Record) -> str | None:
+def example_images(result: Result) -> str | None:
     """Input, perturbation, perturbed input and saliency of each failing example, one SVG."""
-    details = record.get("details") or {}
-    found = details.get("failing_examples") or details.get("failures") or []
-    rows = [row for row in found if _is_image(row)][:SHOWN_EXAMPLES]
+    rows = [row for row in result.details.shown_examples() if _is_image(row)][:SHOWN_EXAMPLES]
     if not rows:
         return None
-    perturbed = any("perturbation" in row for row in rows)
-    salient = any("saliency" in row for row in rows)
+    perturbed = any(row.perturbation is not None for row in rows)
+    salient = any(row.saliency is not None for row in rows)
     columns = ["input"]
     if perturbed:
         columns += ["perturbation", "perturbed input"]
@@ -94,7 +93,7 @@ def example_images(record: Record) -> str | None:
     step = PANEL + 12
     text_x = len(columns) * step + 4
     width, top, row_height = text_x + 250, 18.0, PANEL + 10
-    limit = max((_largest(row.get("perturbation")) for row in rows), default=0.0) or 1.0
+    limit = max((_largest(row.perturbation) for row in rows), default=0.0) or 1.0
     lo, hi = _value_range(rows)
     parts = [
         f'<text x="{num(i * step + PANEL / 2)}" y="12" text-anchor="middle" '
@@ -103,19 +102,19 @@ def example_images(record: Record) -> str | None:
     ]
     for r, row in enumerate(rows):
         y = top + r * row_height
-        shape = row["shape"]
-        image = _planes(row["input"], shape)
+        shape = row.shape
+        image = _planes(row.input, shape)
         pictures = [_rgb(image, lo, hi)]
         if perturbed:
-            delta = _planes(row.get("perturbation") or [0.0] * len(row["input"]), shape)
+            delta = _planes(row.perturbation or [0.0] * len(row.input), shape)
             pictures.append(colour_map(delta.mean(axis=0) / (2 * limit) + 0.5, COOLWARM))
             pictures.append(_rgb(image + delta, lo, hi))
         if salient:
-            saliency = row.get("saliency")
+            saliency = row.saliency
             plane = np.zeros(shape[1:]) if saliency is None else np.reshape(saliency, shape[1:])
             pictures.append(colour_map(np.asarray(plane, dtype=np.float64), MAGMA))
         parts += [picture(p, i * step, y) for i, p in enumerate(pictures)]
-        parts.append(_caption(row, record, text_x, y))
+        parts.append(_caption(row, text_x, y))
     y = top + len(rows) * row_height + 2
     scales = []
     if perturbed:
@@ -131,27 +130,26 @@ def example_images(record: Record) -> str | None:
     return svg_root(width, y + 14 * len(scales) + 2, "".join(parts))
 
 
-def _caption(row: Record, record: Record, x: float, y: float) -> str:
+def _caption(row: Row, x: float, y: float) -> str:
     """Up to four lines beside a row: index, label, predictions, and what perturbed it."""
-    lines = [f"#{row.get('index')}  label {row.get('label')}"]
-    clean = row.get("clean_prediction")
-    after = row.get("adversarial_prediction", row.get("perturbed_prediction"))
-    confidence = row.get("adversarial_confidence", row.get("perturbed_confidence"))
-    if clean is not None:
-        lines.append(f"clean: {clean} ({_p(row.get('clean_confidence'))})")
+    lines = [f"#{row.index}  label {row.label}"]
+    after = row.adversarial_prediction
+    confidence = row.adversarial_confidence
+    if after is None:
+        after, confidence = row.perturbed_prediction, row.perturbed_confidence
+    if row.clean_prediction is not None:
+        lines.append(f"clean: {row.clean_prediction} ({_p(row.clean_confidence)})")
     if after is not None:
         lines.append(f"perturbed: {after} ({_p(confidence)})")
-    elif row.get("prediction") is not None:
-        score = row.get("score")
-        tail = "" if score is None else f", {row.get('score_name', '')} score {score:.3g}"
-        lines.append(f"predicted: {row['prediction']}{tail}")
-    if row.get("eps") is not None:
-        norm = ((record.get("details") or {}).get("attack") or {}).get("norm")
-        size = row.get("perturbation_norm")
-        name = {"inf": "‖δ‖∞", "2": "‖δ‖₂"}.get(str(norm), "‖δ‖")
-        lines.append(f"eps {row['eps']:.3g}" + ("" if size is None else f", {name} {size:.3g}"))
-    elif row.get("perturbations"):
-        lines += textwrap.wrap(_describe(row["perturbations"]), 46)
+    elif row.prediction is not None:
+        tail = "" if row.score is None else f", {row.score_name or ''} score {row.score:.3g}"
+        lines.append(f"predicted: {row.prediction}{tail}")
+    if row.eps is not None:
+        size = row.perturbation_norm
+        name = {"inf": "‖δ‖∞", "2": "‖δ‖₂"}.get(str(row.norm), "‖δ‖")
+        lines.append(f"eps {row.eps:.3g}" + ("" if size is None else f", {name} {size:.3g}"))
+    elif row.perturbations:
+        lines += textwrap.wrap(_describe(row.perturbations), 46)
     out = []
     for i, line in enumerate(lines[:5]):
         colour = f' fill="{FAIL_COLOUR}"' if line.startswith(("perturbed", "predicted")) else ""
@@ -162,7 +160,7 @@ def _caption(row: Record, record: Record, x: float, y: float) -> str:
     return "".join(out)
 
 
-def _describe(perturbations: list[Record]) -> str:
+def _describe(perturbations: list[dict[str, Any]]) -> str:
     """A fuzz failure's perturbations in short, e.g. 'brightness +0.41, L-inf 0.08'."""
     parts = []
     for entry in perturbations:
@@ -187,9 +185,9 @@ def _p(value: Any) -> str:
     return "?" if value is None or not math.isfinite(value) else f"{value:.2f}"
 
 
-def _is_image(row: Record) -> bool:
-    shape = row.get("shape") or []
-    return len(shape) == 3 and shape[0] in (1, 3) and "input" in row
+def _is_image(row: Row) -> bool:
+    shape = row.shape or []
+    return len(shape) == 3 and shape[0] in (1, 3) and row.input is not None
 
 
 def _planes(values: list[float], shape: list[int]) -> np.ndarray:
@@ -200,9 +198,9 @@ def _largest(values: list[float] | None) -> float:
     return float(np.abs(np.asarray(values)).max()) if values else 0.0
 
 
-def _value_range(rows: list[Record]) -> tuple[float, float]:
+def _value_range(rows: list[Row]) -> tuple[float, float]:
     """The grey scale of the pictures: [0, 1], widened to the inputs' range."""
-    values = np.concatenate([np.asarray(row["input"], dtype=np.float64) for row in rows])
+    values = np.concatenate([np.asarray(row.input, dtype=np.float64) for row in rows])
     return min(0.0, float(values.min())), max(1.0, float(values.max()))
 
 

@@ -1,4 +1,4 @@
-"""The report's figures for a result record: the type's chart, score pictures, failing examples.
+"""The report's figures for a result: the type's chart, score pictures, failing examples.
 
 Built-in charts are hand-built inline SVG (a few ms each; matplotlib took about 0.13 s a
 plot). A check type's `plot` may also return a matplotlib Figure, rendered with `to_svg`.
@@ -23,7 +23,7 @@ from robustness_checks.reporting.curves import (
 from robustness_checks.reporting.distributions import confusion_matrix, score_histograms
 from robustness_checks.reporting.images import example_images
 
-Record = dict[str, Any]
+Result = Any  # robustness_checks.results.CheckResult, details typed by its check type
 
 __all__ = [
     "ACCENT",
@@ -44,32 +44,32 @@ __all__ = [
 ]
 
 
-def plot_for(record: Record) -> str | None:
-    """The SVG plot of a result record, or None when its type has none (or it errored)."""
-    if record.get("outcome") == "error":
+def plot_for(result: Result) -> str | None:
+    """The SVG plot of a result, or None when its type has none (or it errored)."""
+    if result.outcome == "error":
         return None
     from robustness_checks.checks.registry import CHECK_TYPES
 
-    entry = CHECK_TYPES.get(record.get("type", ""))
+    entry = CHECK_TYPES.get(result.type)
     plotter = None if entry is None else entry.plotter()
     if plotter is None:
         return None
-    figure = plotter(record)
+    figure = plotter(result)
     if figure is None or isinstance(figure, str):
         return figure
     return to_svg(figure)
 
 
-def extra_figures(record: Record) -> list[tuple[str, str]]:
-    """(svg, caption) of the score histograms and confusion matrix a record's details carry."""
-    if record.get("outcome") == "error":
+def extra_figures(result: Result) -> list[tuple[str, str]]:
+    """(svg, caption) of the score histograms and confusion matrix a result's details carry."""
+    if result.outcome == "error":
         return []
     found = []
-    histogram = score_histograms(record)
+    histogram = score_histograms(result)
     if histogram:
-        score = ((record.get("details") or {}).get("score_histogram") or {}).get("score")
+        score = result.details.score_histogram.score
         found.append((histogram, f"{score} by group: each group's share of its examples per bin"))
-    matrix = confusion_matrix(record)
+    matrix = confusion_matrix(result)
     if matrix:
         found.append((matrix, "true label against prediction on every example"))
     return found

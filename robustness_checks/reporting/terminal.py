@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from robustness_checks.results import format_number
 
 
+def safe_text(text: str) -> str:
+    """`text` with control characters and lone surrogates escaped ('\\x1b', '\\udc80'), so a
+    name or message cannot move the cursor, colour the terminal or break its encoding."""
+    out = []
+    for char in str(text):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs") or (category == "Cf" and char not in "\u200d"):
+            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii"))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
 def summary_lines(results: list[dict[str, Any]]) -> list[str]:
     """Aligned table rows for the terminal summary."""
-    compared = any("baseline" in (r.get("details") or {}) for r in results)
+    compared = any(r.get("baseline") for r in results)
     header = ("check", "type", "metric", "value", "bound", "CI", "outcome", "time")
     if compared:
         header = (*header[:4], "baseline", "delta", *header[4:])
@@ -22,7 +36,7 @@ def summary_lines(results: list[dict[str, Any]]) -> list[str]:
         interval = f"[{format_number(ci[0])}, {format_number(ci[1])}]" if ci else ""
         value = record.get("value")
         row = [
-            record["nodeid"],
+            safe_text(record.get("id") or record["nodeid"]),
             record["type"],
             record["metric"],
             "" if value is None else format_number(value),
@@ -42,9 +56,14 @@ def summary_lines(results: list[dict[str, Any]]) -> list[str]:
 
 
 def baseline_cells(record: dict[str, Any]) -> list[str]:
-    """The baseline's value and the change since, for a record compared with a baseline."""
-    before = ((record.get("details") or {}).get("baseline") or {}).get("value")
-    now = record.get("value")
+    """The baseline's value and the change since, for a record compared with a baseline; only
+    between equal metrics (a check whose deciding metric changed shows which it was)."""
+    found = record.get("baseline") or {}
+    before, metric, now = found.get("value"), found.get("metric"), record.get("value")
+    if found.get("status") == "not comparable":
+        return ["not comparable", ""]
+    if metric is not None and metric != record.get("metric"):
+        return [f"({metric})", ""]
     if before is None or now is None:
         return ["", ""]
     return [format_number(before), f"{now - before:+.3g}"]
@@ -52,7 +71,11 @@ def baseline_cells(record: dict[str, Any]) -> list[str]:
 
 def regression_lines(results: list[dict[str, Any]]) -> list[str]:
     """One line per gated failure, with its reason."""
-    return [f"regression: {r['nodeid']}: {r['regression']}" for r in results if r.get("regression")]
+    return [
+        safe_text(f"regression: {r.get('id') or r['nodeid']}: {r['regression']}")
+        for r in results
+        if r.get("regression")
+    ]
 
 
 def warning_lines(results: list[dict[str, Any]]) -> list[str]:
@@ -61,5 +84,5 @@ def warning_lines(results: list[dict[str, Any]]) -> list[str]:
     lines = []
     for record in results:
         for message in record.get("warnings") or []:
-            lines.append(f"warning: {record['nodeid']}: {message}")
+            lines.append(safe_text(f"warning: {record.get('id') or record['nodeid']}: {message}"))
     return lines

@@ -233,12 +233,13 @@ def _problems(
     problems = []
     for item in error.errors(include_url=False):
         location = tuple(item["loc"])
-        message = _explain(item, model, location)
+        message = explain(item, model, location)
         problems.append(_locate((*prefix, *location), message, lines, check=check))
     return problems
 
 
-def _explain(item: dict[str, Any], model: type[BaseModel], location: Location) -> str:
+def explain(item: Any, model: type[BaseModel], location: Location) -> str:
+    """The message a spec author reads for one pydantic error item."""
     kind = item["type"]
     if kind == "extra_forbidden":
         key = str(location[-1])

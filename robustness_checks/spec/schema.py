@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
@@ -13,6 +14,15 @@ DecisionRule = Literal["point", "strict", "lenient"]
 Seconds = Annotated[float, Field(gt=0.0, le=7 * 24 * 3600)]
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")  # fullmatch: no trailing newline
 _CHECK_NAME = re.compile(r"^[^\s\[\]:/\\][^\[\]:/\\]*$")
+# Unicode categories a check name may not hold: a name becomes a pytest id, the environment
+# variable PYTEST_CURRENT_TEST (no NUL) and terminal and report text (UTF-8, no escape codes).
+_UNPRINTABLE = {
+    "Cc": "a control character",
+    "Cs": "a lone surrogate, which cannot be written as UTF-8",
+    "Cf": "an invisible formatting character",
+    "Zl": "a line separator",
+    "Zp": "a paragraph separator",
+}
 
 
 class StrictModel(BaseModel):
@@ -146,6 +156,7 @@ class CheckSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _valid_name(cls, name: str) -> str:
+        _refuse_unprintable(name)
         if not _CHECK_NAME.match(name):
             raise ValueError(
                 f"name {name!r} must be non-empty and contain none of '[', ']', ':', '/', '\\'"
@@ -159,6 +170,23 @@ class CheckSpec(StrictModel):
             if not mark.isidentifier():
                 raise ValueError(f"mark {mark!r} is not a valid pytest mark name")
         return marks
+
+
+def _refuse_unprintable(name: str) -> None:
+    """Raise ValueError naming the first character of `name` that is not printable text."""
+    for position, char in enumerate(name):
+        what = _UNPRINTABLE.get(unicodedata.category(char))
+        if what is not None:
+            raise ValueError(
+                f"name {name!r} contains {_escaped(char)} ({what}) at position {position}: "
+                "check names are pytest ids, printed in terminals and reports, so they must be "
+                "printable text; remove the character or replace it with '_'"
+            )
+
+
+def _escaped(char: str) -> str:
+    """A character as an escape: '\\x1b', '\\t' or '\\x00' below U+0100, else U+DC80."""
+    return repr(char) if ord(char) < 0x100 else f"U+{ord(char):04X}"
 
 
 class SpecTop(StrictModel):
@@ -198,9 +226,14 @@ class SpecTop(StrictModel):
     @field_validator("device")
     @classmethod
     def _known_device(cls, device: str) -> str:
-        if not _DEVICE.fullmatch(device):
-            raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
-        return device
+        return check_device(device)
+
+
+def check_device(device: str) -> str:
+    """`device` when it is auto, cpu, cuda, cuda:N or mps; a ValueError otherwise."""
+    if not _DEVICE.fullmatch(device):
+        raise ValueError(f"device {device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return device
 
 
 class Spec(SpecTop):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,11 @@ class ValidityCase:
     passes: Passes
     population: str = ""  # how the population is built, for the table
     sizes: tuple[int, ...] = SIZES
+    power_size: int = POWER_SIZE
+    # Where strict's false passes are measured: the bound for a metric whose pass probability
+    # is continuous there; the nearest violating population for a witness rule (fuzz), whose
+    # population at the bound holds the property.
+    strict_at: float | None = None
 
     @property
     def key(self) -> str:
@@ -61,7 +67,7 @@ class Rate:
 
     case: str
     n: int
-    truth: str  # "bound" or "violating"
+    truth: str  # "bound", "beyond" (strict's measure for witness rules) or "violating"
     rule: str
     passed: int
     seeds: int
@@ -78,29 +84,36 @@ def measure(
     confidence: float = 0.95,
     sizes: Sequence[int] | None = None,
 ) -> list[Rate]:
-    """Pass counts of every rule at the boundary for each n, and at the violating value at
-    n = POWER_SIZE."""
+    """Pass counts of every rule at the boundary for each n (strict's at `strict_at` when the
+    case gives one), and at the violating value at the case's power size."""
     seed_list = list(range(seeds))
     rates = []
     for n in sizes if sizes is not None else case.sizes:
         passed = case.passes(case.bound, n, seed_list, confidence)
         rates += [Rate(case.key, n, "bound", r, int(np.sum(passed[r])), seeds) for r in RULES]
-    violating = case.passes(case.violating, POWER_SIZE, seed_list, confidence)
+        if case.strict_at is not None:
+            beyond = case.passes(case.strict_at, n, seed_list, confidence)
+            rates += [Rate(case.key, n, "beyond", r, int(np.sum(beyond[r])), seeds) for r in RULES]
+    violating = case.passes(case.violating, case.power_size, seed_list, confidence)
     rates += [
-        Rate(case.key, POWER_SIZE, "violating", r, int(np.sum(violating[r])), seeds) for r in RULES
+        Rate(case.key, case.power_size, "violating", r, int(np.sum(violating[r])), seeds)
+        for r in RULES
     ]
     return rates
 
 
 def problems(rates: Sequence[Rate], confidence: float = 0.95) -> list[str]:
-    """What breaks the harness's bounds: strict passing or lenient failing at the boundary more
-    often than `limit`, or any rule passing the violating population in more than 1 - POWER."""
+    """What breaks the harness's bounds: strict passing a violating population at the boundary
+    (or the nearest violation, `beyond`) or lenient failing at the boundary more often than
+    `limit`, or any rule passing the violating population in more than 1 - POWER."""
+    beyond = {rate.case for rate in rates if rate.truth == "beyond"}
     found = []
     for rate in rates:
         bound = limit(confidence, rate.seeds)
-        if rate.truth == "bound" and rate.rule == "strict" and rate.share > bound:
+        strict_truth = "beyond" if rate.case in beyond else "bound"
+        if rate.truth == strict_truth and rate.rule == "strict" and rate.share > bound:
             found.append(
-                f"{rate.case} n={rate.n}: strict passes at the bound in {rate.passed} of "
+                f"{rate.case} n={rate.n}: strict passes at the {rate.truth} in {rate.passed} of "
                 f"{rate.seeds} seeds (at most {bound:.3f} allowed)"
             )
         if rate.truth == "bound" and rate.rule == "lenient" and 1 - rate.share > bound:
@@ -146,3 +159,70 @@ INSUFFICIENT: dict[str, bool] = {"point": False, "strict": False, "lenient": Tru
 def stack(per_seed: Sequence[dict[str, bool]]) -> dict[str, np.ndarray]:
     """Per-seed {rule: passed} dicts as {rule: boolean array over seeds}."""
     return {rule: np.array([found[rule] for found in per_seed], dtype=bool) for rule in RULES}
+
+
+def model_case(
+    check_type: str,
+    metric: str,
+    comparison: Comparison,
+    bound: float,
+    draw: Callable[[float, int, np.random.Generator], tuple[Any, Any]],
+    *,
+    params: dict[str, Any] | None = None,
+    bound_field: str | None = None,
+    violating: float | None = None,
+    population: str = "",
+    sizes: tuple[int, ...] = SIZES,
+) -> ValidityCase:
+    """A case for any check type, run end to end through `run_check`: `draw(truth, n, rng)`
+    returns a (model, data) pair whose population metric is `truth`. Every rule is run on the
+    first seeds; where re-deciding the point rule's value and interval with the shared rule
+    gives the same outcomes there, the other seeds run once and are re-decided (the check then
+    decides as `bounded_result` does), else every rule runs for every seed."""
+    field = bound_field or ("max" if comparison == "<=" else "min")
+    fields = {**(params or {}), field: bound}
+
+    def run(model: Any, data: Any, seed: int, confidence: float, rule: str) -> Any:
+        from robustness_checks.api import run_check
+
+        return run_check(
+            check_type, model, data, name="validity", seed=seed, confidence=confidence,
+            device="cpu", decision=rule, **fields,
+        )  # fmt: skip
+
+    def passes(truth: float, n: int, seeds: Sequence[int], confidence: float) -> dict:
+        from robustness_checks.errors import InsufficientData
+
+        found = []
+        shared_rule = True
+        for number, seed in enumerate(seeds):
+            model, data = draw(truth, n, np.random.default_rng([seed, n]))
+            try:
+                point = run(model, data, seed, confidence, "point")
+            except InsufficientData:
+                found.append(dict(INSUFFICIENT))
+                continue
+            redecided = item_passes_by_rule(point.value, point.ci, comparison, bound)
+            if number < CHECKED_SEEDS or not shared_rule:
+                actual = {"point": point.passed}
+                for rule in ("strict", "lenient"):
+                    actual[rule] = run(model, data, seed, confidence, rule).passed
+                shared_rule = shared_rule and actual == redecided
+                found.append(actual)
+            else:
+                found.append(redecided)
+        return stack(found)
+
+    return ValidityCase(
+        check_type=check_type,
+        metric=metric,
+        comparison=comparison,
+        bound=bound,
+        violating=violating_value(comparison, bound) if violating is None else violating,
+        passes=passes,
+        population=population,
+        sizes=sizes,
+    )
+
+
+CHECKED_SEEDS = 10  # seeds on which model_case runs every rule before trusting re-decisions

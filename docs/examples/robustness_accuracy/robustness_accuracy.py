@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 
@@ -44,6 +45,40 @@ def run_accuracy(context: CheckContext, params: AccuracyCheck) -> CheckResult:
     )
 
 
+def validity_cases() -> list:
+    """Populations with known accuracy, for robustness_checks' decision validity harness."""
+    from robustness_checks.validity.cases import model_case
+
+    return [
+        model_case(
+            "accuracy",
+            "accuracy",
+            ">=",
+            0.8,
+            _population,
+            population="one-hot logits, each prediction right with probability = truth",
+        )
+    ]
+
+
+def _population(truth: float, n: int, rng) -> tuple:
+    """A model returning its input as logits, and n one-hot inputs right with probability truth."""
+    predictions = rng.integers(0, 10, n)
+    wrong = (predictions + rng.integers(1, 10, n)) % 10
+    labels = np.where(rng.random(n) < truth, predictions, wrong)
+    x = torch.nn.functional.one_hot(torch.as_tensor(predictions), 10).float()
+    return torch.nn.Identity(), (x, torch.as_tensor(labels))
+
+
+def gate_cases() -> list:
+    """The demo CNN and a class-biased copy, for robustness_checks' gate validity harness."""
+    from robustness_checks.validity.gates import Biased, demo_model, digits
+    from robustness_checks.validity.gate_cases import GateCase, Regression
+
+    biased = Regression("class 3 biased by +10", Biased)
+    return [GateCase("accuracy", {"min": 0.5}, demo_model, digits, {"accuracy": biased})]
+
+
 CHECK = CheckType(
     name="accuracy",
     params=AccuracyCheck,
@@ -51,4 +86,6 @@ CHECK = CheckType(
     summary="clean accuracy at least a bound, with an exact interval",
     metrics={"accuracy": "higher"},
     docs="extending.md",
+    validity="robustness_accuracy:validity_cases",
+    gate_cases="robustness_accuracy:gate_cases",
 )

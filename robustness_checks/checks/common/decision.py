@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import get_args
 
 from robustness_checks.results import Comparison, Decision, Outcome, format_number
 
 DECISIONS: tuple[str, ...] = get_args(Decision)
+
+
+@dataclass(frozen=True)
+class Judging:
+    """What turning statistics into an outcome needs: the confidence level and the rule."""
+
+    confidence: float
+    decision: Decision
 
 
 def decide(

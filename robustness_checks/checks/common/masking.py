@@ -168,9 +168,9 @@ def judge_masking(
 ) -> None:
     """Record the probe and the evidence in `result.details` and act on the evidence."""
     if probe is not None:
-        result.details["masking_probe"] = probe
+        result.details.masking_probe = probe
     found = evidence(attack, zero, gradient_examples, probe, robust_share, misclassified)
-    result.details["gradient_masking"] = {"action": action, "evidence": list(found.values())}
+    result.details.gradient_masking = {"action": action, "evidence": list(found.values())}
     apply_masking(result, attack, found, action, robust_share)
 
 
@@ -209,8 +209,8 @@ def add_stages(
     per stage, over the batches in `stages`) and AutoAttack's masking flag as a warning."""
     names = [name for name, _, _ in stages[0]]
     rows = broken_by(eps, names, broken)
-    result.details["broken_by"] = rows
-    result.details["stages"] = [
+    result.details.broken_by = rows
+    result.details.stages = [
         {
             "name": name,
             "evaluations": sum(batch[k][1] for batch in stages),

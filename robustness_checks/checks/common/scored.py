@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -14,11 +14,17 @@ from robustness_checks.checks.common.scoring import (
     UncertaintySpec,
     scores_and_predictions,
 )
+from robustness_checks.details import Block, GatedValue, Strict, metric_value
 from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
+from robustness_checks.metrics.intervals import Estimate
 from robustness_checks.spec.schema import CheckSpec, DataSpec
 
 CURVE_POINTS = 200
+# The BCa bootstrap of a ranking metric is used only with at least this many examples of each
+# class (positives and negatives, or errors and correct predictions); below it the checks report
+# a conservative interval (tests/test_ranking_validity.py measures the error rates).
+MIN_PER_CLASS = 10
 
 
 class ScoredCheck(CheckSpec):
@@ -43,12 +49,60 @@ class ScoredCheck(CheckSpec):
         return ScoreOptions(temperature=self.temperature, epsilon=self.epsilon)
 
 
+class RankedDetails(Strict):
+    """Details of a check that ranks examples by a score: its metrics, each with an interval;
+    every metric the check type declares is gated."""
+
+    score: str
+    intervals: dict[str, tuple[float, float] | None]
+    interval_methods: dict[str, str]
+
+    def breakdown(self, result: Any) -> list[GatedValue]:
+        from robustness_checks.checks.registry import check_type
+
+        declared = check_type(result.type).metrics
+        return [
+            metric_value(result, name, getattr(self, name), interval)
+            for name, interval in self.intervals.items()
+            if name in declared and getattr(self, name, None) is not None
+        ]
+
+
+class RocCurve(Block):
+    """A ROC curve, thinned for reports."""
+
+    fpr: list[float]
+    tpr: list[float]
+
+
+class SeparationDetails(RankedDetails):
+    """Details of a check that separates positives (OOD inputs, errors) from negatives."""
+
+    auroc: float | None = None
+    fpr95: float | None = None
+    roc: RocCurve
+    negatives: int
+    positives: int
+
+
 def thinned(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> dict[str, list[float]]:
     """At most `points` points of a curve, for reports."""
     if len(x) > points:
         keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
         x, y = x[keep], y[keep]
     return {"x": [float(v) for v in x], "y": [float(v) for v in y]}
+
+
+def estimate_details(estimates: dict[str, Estimate]) -> dict[str, Any]:
+    """Each metric's value, plus `intervals` and `interval_methods` keyed by metric."""
+    return {
+        **{name: estimate.value for name, estimate in estimates.items()},
+        "intervals": {
+            name: None if estimate.interval is None else list(estimate.interval)
+            for name, estimate in estimates.items()
+        },
+        "interval_methods": {name: estimate.method for name, estimate in estimates.items()},
+    }
 
 
 def score_examples(
