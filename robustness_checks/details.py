@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 class Block(BaseModel):
     """A typed block of a result; it also reads like the JSON mapping it is written as, so code
-    written against the results file (`details["per_eps"][0]["eps"]`) keeps working."""
+    written against the results file (looking up `per_eps` by key) keeps working."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=True, arbitrary_types_allowed=True)
 
@@ -83,7 +83,7 @@ class GatedValue(BaseModel):
     @property
     def label(self) -> str:
         """'ece', 'adversarial_accuracy at eps=0.1', 'probability at input=3'."""
-        from robustness_checks.results import format_number
+        from robustness_checks.formatting import format_number
 
         if not self.at:
             return self.metric
@@ -192,19 +192,14 @@ class Strict(Details):
 
 def headline_value(result: CheckResult) -> GatedValue | None:
     """The result's own metric and value as a gated value, when its direction is known."""
-    lower = lower_is_better(result)
+    lower = (
+        result.comparison == "<="
+        if result.comparison is not None
+        else result.lower_is_better(result.metric)
+    )
     if lower is None:
         return None
     return GatedValue(metric=result.metric, value=result.value, lower_is_better=lower, ci=result.ci)
-
-
-def lower_is_better(result: CheckResult) -> bool | None:
-    """From the result's own bound, else from its check type's metric directions."""
-    if result.comparison is not None:
-        return result.comparison == "<="
-    from robustness_checks.checks.registry import lower_is_better as declared
-
-    return declared(result.type, result.metric)
 
 
 def metric_value(
@@ -215,9 +210,7 @@ def metric_value(
     **at: float | int | str,
 ) -> GatedValue:
     """A gated value of `metric` in the direction the result's check type declares."""
-    from robustness_checks.checks.registry import lower_is_better as declared
-
-    lower = declared(result.type, metric)
+    lower = result.lower_is_better(metric)
     if lower is None:
         raise ValueError(f"check type {result.type!r} declares no direction for {metric!r}")
     interval = None if ci is None else (float(ci[0]), float(ci[1]))

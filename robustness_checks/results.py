@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
+from robustness_checks.formatting import format_number
+
 if TYPE_CHECKING:
     from robustness_checks.details import Details, GatedValue
     from robustness_checks.fingerprints import Fingerprints
@@ -69,6 +71,13 @@ class CheckResult:
         return self.outcome == "passed" or (
             self.outcome == "inconclusive" and self.decision == "lenient"
         )
+
+    def lower_is_better(self, metric: str) -> bool | None:
+        """Whether a lower `metric` is better, as the result's check type declares (None for a
+        metric it does not declare)."""
+        from robustness_checks.checks.registry import lower_is_better
+
+        return lower_is_better(self.type, metric)
 
     def gated_values(self) -> list[GatedValue]:
         """Every value a baseline comparison gates, as the check type's details declare them."""
@@ -201,17 +210,6 @@ def details_model(type_name: str) -> type[Details]:
 
     entry = CHECK_TYPES.get(type_name)
     return Details if entry is None else entry.details
-
-
-def format_number(value: float) -> str:
-    """Three significant digits, plain notation where it reads better."""
-    if value is None or not math.isfinite(value):
-        return str(value)
-    if value == 0:
-        return "0"
-    if 1e-3 <= abs(value) < 1e5:
-        return f"{value:.3g}" if abs(value) < 1 else f"{value:.4g}"
-    return f"{value:.3g}"
 
 
 def _finite(value: Any) -> Any:

@@ -98,7 +98,8 @@ def test_changed_data_is_not_comparable_and_fails_under_strict(pytester: pytest.
         ]
     )
     strict = pytester.runpytest(
-        "--robustness-compare=release", "--robustness-compare-fail=ece:+0",
+        "--robustness-compare=release",
+        "--robustness-compare-fail=ece:+0",
         "--robustness-compare-strict",
     )
     strict.assert_outcomes(failed=2)

@@ -13,6 +13,7 @@ import robustness_checks
 from robustness_checks.checks.calibration import CalibrationCheck, measure_calibration
 from robustness_checks.errors import InsufficientData, RobustnessWarning
 from robustness_checks.metrics import calibration_bias as cb
+from robustness_checks.metrics import calibration_bounds as cbounds
 from robustness_checks.metrics import calibration_intervals as ci
 from robustness_checks.metrics.calibration import (
     adaptive_calibration_error,
@@ -33,7 +34,7 @@ def sample(n: int, seed: int = 0, temperature: float = 1.5) -> tuple[np.ndarray,
 
 
 def test_bootstrap_counts_are_the_index_bootstrap() -> None:
-    counts = ci.bootstrap_counts(np.random.default_rng(3), 50, 20)
+    counts = cbounds.bootstrap_counts(np.random.default_rng(3), 50, 20)
     indices = np.random.default_rng(3).integers(0, 50, size=(20, 50), dtype=np.int32)
     expected = np.stack([np.bincount(row, minlength=50) for row in indices])
     np.testing.assert_array_equal(counts, expected)
@@ -80,13 +81,13 @@ def test_smooth_operator_reproduces_relplot_discretisation() -> None:
 
 
 def test_folded_lower_is_one_sided_far_from_zero_and_exact_at_zero() -> None:
-    assert ci.folded_lower(10.0, 1.0, 0.025, 10**6) == pytest.approx(10 - 1.95996, abs=1e-4)
-    assert ci.folded_lower(-10.0, 1.0, 0.025, 10**6) == pytest.approx(10 - 1.95996, abs=1e-4)
-    assert ci.folded_lower(2.0, 1.0, 0.025, 10**6) == 0.0
+    assert cbounds.folded_lower(10.0, 1.0, 0.025, 10**6) == pytest.approx(10 - 1.95996, abs=1e-4)
+    assert cbounds.folded_lower(-10.0, 1.0, 0.025, 10**6) == pytest.approx(10 - 1.95996, abs=1e-4)
+    assert cbounds.folded_lower(2.0, 1.0, 0.025, 10**6) == 0.0
     # At mu = 0 the bound is positive exactly when P_0(|t| >= |mean| / se) < error.
     edge = stats.t.isf(0.0125, 30)
-    assert ci.folded_lower(edge * 1.001, 1.0, 0.025, 30) > 0.0
-    assert ci.folded_lower(edge * 0.999, 1.0, 0.025, 30) == 0.0
+    assert cbounds.folded_lower(edge * 1.001, 1.0, 0.025, 30) > 0.0
+    assert cbounds.folded_lower(edge * 0.999, 1.0, 0.025, 30) == 0.0
 
 
 def test_gap_lower_misses_a_zero_gap_at_its_error_rate() -> None:
@@ -94,7 +95,7 @@ def test_gap_lower_misses_a_zero_gap_at_its_error_rate() -> None:
     confidence = rng.uniform(0.5, 1.0, size=(4000, 100))
     correct = (rng.random(confidence.shape) < confidence).astype(float)
     positive = [
-        ci.gap_lower(row, float(np.mean(c * (1 - c))), 0.025) > 0
+        cbounds.gap_lower(row, float(np.mean(c * (1 - c))), 0.025) > 0
         for row, c in zip(correct - confidence, confidence, strict=True)
     ]
     assert stats.binomtest(int(np.sum(positive)), 4000, 0.025).pvalue > 0.001
@@ -103,12 +104,12 @@ def test_gap_lower_misses_a_zero_gap_at_its_error_rate() -> None:
 def test_abs_sum_lower_charges_signed_cells_their_noise_only() -> None:
     rng = np.random.default_rng(2)
     boot = rng.normal(0, 0.01, size=(4000, 3))
-    strong = ci.abs_sum_lower(np.array([0.5, -0.5, 0.5]), boot, None, 0.025)
+    strong = cbounds.abs_sum_lower(np.array([0.5, -0.5, 0.5]), boot, None, 0.025)
     # All signs known: the critical value is the 0.98125 quantile of a N(0, 3e-4) sum.
     assert strong == pytest.approx(1.5 - stats.norm.isf(0.01875) * 0.01 * np.sqrt(3), abs=2e-3)
-    assert ci.abs_sum_lower(np.zeros(3), boot, boot, 0.025) == 0.0
+    assert cbounds.abs_sum_lower(np.zeros(3), boot, boot, 0.025) == 0.0
     # A cell near 0 is charged |noise|: the bound falls below the all-signed one.
-    assert ci.abs_sum_lower(np.array([0.5, -0.5, 0.005]), boot, None, 0.025) < strong - 0.005
+    assert cbounds.abs_sum_lower(np.array([0.5, -0.5, 0.005]), boot, None, 0.025) < strong - 0.005
 
 
 def test_max_gap_interval_by_hand() -> None:
@@ -161,6 +162,30 @@ def test_measurement_is_deterministic_and_needs_two_examples(metric: str) -> Non
     assert point.ci is None
 
 
+DEGENERATE = {
+    "two examples": validity.draw(validity.TOP_LABEL, 1.5, 2, np.random.default_rng(2)),
+    "certain and right": (np.eye(3)[[0, 1, 2, 0]], np.array([0, 1, 2, 0])),
+    "certain and wrong": (np.eye(3)[[0, 1, 2, 0]], np.array([1, 2, 0, 1])),
+    "uniform": (np.full((6, 3), 1 / 3), np.array([0, 1, 2, 0, 1, 2])),
+    "one confidence": (np.tile([0.7, 0.2, 0.1], (8, 1)), np.zeros(8, dtype=int)),
+}
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_degenerate_samples_give_finite_intervals_around_the_value(metric: str) -> None:
+    params = CalibrationCheck(type="calibration", name="c", metric=metric, max=0.1, bootstrap=200)
+    for name, (probabilities, labels) in DEGENERATE.items():
+        with np.errstate(invalid="raise"):  # no NaN on the way
+            measured = measure_calibration(
+                params, probabilities, labels, confidence=0.95, rng=np.random.default_rng(0)
+            )
+        if not np.isfinite(measured.value):  # nll of a label given probability 0
+            assert metric == "nll" and measured.ci is None
+            continue
+        low, high = measured.ci
+        assert np.isfinite([low, high]).all() and low <= measured.value <= high, name
+
+
 class LogitTable(nn.Module):
     """A 'model' whose input is an example index and whose output is that example's logits."""
 
@@ -182,6 +207,7 @@ def test_one_example_is_inconclusive_not_an_error() -> None:
     assert result.outcome == "inconclusive" and result.passed
 
 
+@pytest.mark.slow
 def test_validity_of_every_metric() -> None:
     """The harness at 200 seeds on n = 20 and 1000 at the bound and n = 1000 at twice the bound
     (measure + problems, as docs/decisions.md's table reports); the full table (n = 1, 20,

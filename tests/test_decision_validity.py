@@ -25,7 +25,9 @@ def _type_names() -> list[str]:
 
 
 @pytest.mark.parametrize("name", _type_names())
-def test_every_deciding_metric_meets_the_error_rates(name: str, registry: dict) -> None:
+def test_every_deciding_metric_meets_the_error_rates(
+    name: str, registry: dict, one_thread: None
+) -> None:
     entry = registry[name]
     cases = entry.validity_cases()
     assert cases is not None, f"check type {name!r} declares no validity cases"

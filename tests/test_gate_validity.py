@@ -24,7 +24,9 @@ def _type_names() -> list[str]:
 
 
 @pytest.mark.parametrize("name", _type_names())
-def test_every_rule_form_catches_a_known_regression(name: str, registry: dict) -> None:
+def test_every_rule_form_catches_a_known_regression(
+    name: str, registry: dict, one_thread: None
+) -> None:
     entry = registry[name]
     cases = entry.gate_case_list()
     assert cases, f"check type {name!r} declares no gate cases"

@@ -345,7 +345,7 @@ def test_reliability_legend_names_both_gap_colours() -> None:
         {"lo": 0.4, "hi": 0.5, "count": 5, "confidence": 0.45, "accuracy": 0.8},
         {"lo": 0.9, "hi": 1.0, "count": 50, "confidence": 0.95, "accuracy": 0.9},
     ]
-    from robustness_checks.checks.calibration import CalibrationDetails
+    from robustness_checks.checks.calibration import BinRow, CalibrationDetails
 
     details = CalibrationDetails.model_construct(bins=[BinRow(**row) for row in bins])
     svg = reliability_diagram(SimpleNamespace(metric="ece", details=details)) or ""

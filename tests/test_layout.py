@@ -105,3 +105,22 @@ def test_every_plugin_hook_is_registered() -> None:
     exported = {name for name, value in vars(plugin).items() if inspect.isfunction(value)}
     assert defined, "no hooks found"
     assert defined <= exported, f"hooks not registered: {sorted(defined - exported)}"
+
+
+def test_no_layer_outside_the_check_types_reads_a_details_key() -> None:
+    """Gating, reporting, the plugin and the API read each check type's typed declarations
+    (details models, gated values), never a key of a result's details by string: a renamed key
+    would silently drop a gate or a chart."""
+    import re
+
+    key_read = re.compile(r"""details\s*(\)\s*)?(\[\s*["']|\.get\(\s*["'])""")
+    layers = ["gating", "reporting", "plugin", "execution", "validity"]
+    files = [p for layer in layers for p in (PACKAGE / layer).rglob("*.py")]
+    files += [PACKAGE / name for name in ("results.py", "api.py", "__main__.py", "details.py")]
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}"
+        for path in files
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if key_read.search(line)
+    ]
+    assert not found, "\n".join(found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 import torch
@@ -15,11 +15,14 @@ from pydantic import Field, model_validator
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import bounded_result
 from robustness_checks.checks.common.report_data import confusion_matrix
+from robustness_checks.details import Block, Strict
 from robustness_checks.errors import InsufficientData
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import calibration as cal
+from robustness_checks.metrics import calibration_bounds as bounds_
 from robustness_checks.metrics import calibration_intervals as ci_
 from robustness_checks.metrics.calibration_bias import ece_debiased, smooth_ece
+from robustness_checks.metrics.smooth_interval import smooth_interval
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
 
@@ -106,6 +109,29 @@ def measure_calibration(
     return CalibrationMeasurement(value, ci, _INTERVALS[params.metric], extra)
 
 
+class BinRow(Block):
+    """One non-empty bin of the reliability diagram: its edges, size, mean confidence and
+    accuracy."""
+
+    lo: float
+    hi: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+class CalibrationDetails(Strict):
+    """Details of a `calibration` result; gated: its metric."""
+
+    accuracy: float
+    mean_confidence: float
+    bins: list[BinRow]
+    bin_rule: str
+    interval: str
+    debiased: float | None = None
+    null_mean: float | None = None
+
+
 def run_calibration(context: CheckContext, params: CalibrationCheck) -> CheckResult:
     """Measure the metric on every example, with an interval on its population value."""
     logits = context.logits().double()
@@ -123,18 +149,18 @@ def run_calibration(context: CheckContext, params: CalibrationCheck) -> CheckRes
     confidence = probabilities.max(axis=1)
     predicted = probabilities.argmax(axis=1)
     correct = (predicted == labels).astype(np.float64)
-    details: dict[str, Any] = {
-        "accuracy": float(correct.mean()),
-        "mean_confidence": float(confidence.mean()),
-        "bins": cal.reliability_bins(
+    details = CalibrationDetails(
+        accuracy=float(correct.mean()),
+        mean_confidence=float(confidence.mean()),
+        bins=cal.reliability_bins(
             confidence, correct, params.bins, equal_mass=params.metric == "ace"
         ),
-        "bin_rule": "equal-mass" if params.metric == "ace" else "equal-width (lo, hi]",
-        "interval": measured.interval,
+        bin_rule="equal-mass" if params.metric == "ace" else "equal-width (lo, hi]",
+        interval=measured.interval,
         **measured.extra,
         # For the report: counts of (true label, prediction) over every example.
-        "confusion_matrix": confusion_matrix(labels, predicted, probabilities.shape[1]),
-    }
+        confusion_matrix=confusion_matrix(labels, predicted, probabilities.shape[1]),
+    )
     return bounded_result(
         context,
         params,
@@ -244,7 +270,7 @@ def _smooth(params: CalibrationCheck, data: _Data, level: float, rng: Generator)
     value = float(smooth_ece(confidence, correct))
     if params.bootstrap == 0:
         return value, None, {}
-    bounds = ci_.smooth_interval(
+    bounds = smooth_interval(
         confidence,
         correct,
         value=value,
@@ -260,10 +286,10 @@ def _mean_loss(params: CalibrationCheck, data: _Data, losses: np.ndarray, level:
     and the loss variance the model itself expects floors the variance."""
     per_example = np.take_along_axis(losses, data.labels[:, None], axis=1)[:, 0]
     value = float(per_example.mean())
-    if params.bootstrap == 0:
+    if params.bootstrap == 0 or not math.isfinite(value):  # a label of probability 0: nll inf
         return value, None, {}
-    floor = ci_.implied_variance(data.probabilities, losses)
-    return value, ci_.mean_interval(per_example, level, floor), {}
+    floor = bounds_.implied_variance(data.probabilities, losses)
+    return value, bounds_.mean_interval(per_example, level, floor), {}
 
 
 def _brier(params: CalibrationCheck, data: _Data, level: float, rng: Generator) -> Measured:
@@ -299,4 +325,7 @@ CHECK = CheckType(
     metrics={metric: "lower" for metric in get_args(CalibrationMetric)},
     plot="robustness_checks.reporting.plots:reliability_diagram",
     docs="calibration.md",
+    details=CalibrationDetails,
+    validity="robustness_checks.validity.calibration:cases",
+    gate_cases="robustness_checks.validity.gates:calibration_cases",
 )

@@ -15,7 +15,7 @@ from robustness_checks.checks.common.bounds import check_perturbation_bounds
 from robustness_checks.checks.common.decision import Judging
 from robustness_checks.checks.common.report_data import score_histogram
 from robustness_checks.checks.common.scoring import UncertaintySpec, probabilities
-from robustness_checks.details import Strict
+from robustness_checks.details import GatedValue, Strict, metric_value
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, Outcome, format_number
 from robustness_checks.spec.schema import CheckSpec, DataSpec
@@ -68,6 +68,15 @@ class EntropyTrendDetails(Strict):
     tolerance: float
     attack: dict[str, Any]
     uncertainty: dict[str, Any]
+    mean_rise: float | None = None
+    mean_rise_ci: tuple[float, float] | None = None
+
+    def breakdown(self, result: Any) -> list[GatedValue]:
+        """Besides the trend test's p-value: the mean rise of the measure from the smallest to
+        the largest eps in the expected direction, with its t interval."""
+        if self.mean_rise is None:
+            return []
+        return [metric_value(result, "mean_rise", self.mean_rise, self.mean_rise_ci)]
 
 
 def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> CheckResult:
@@ -115,6 +124,7 @@ def decide_trend(
     t = stats.t.ppf(1 - alpha / 2, max(n - 1, 1))
     half = t * values.std(axis=0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros_like(means)
     steps = np.diff(means) if params.expect == "increasing" else -np.diff(means)
+    rise, rise_ci = mean_rise(ordered, judging.confidence)
     backwards = [i for i, step in enumerate(steps) if step < -params.tolerance]
     trend_ok = p_value <= alpha
     passed = bool(trend_ok and not backwards)
@@ -152,6 +162,8 @@ def decide_trend(
         tolerance=params.tolerance,
         attack=params.attack.describe(),
         uncertainty=params.uncertainty.model_dump(),
+        mean_rise=rise,
+        mean_rise_ci=rise_ci,
         # For the report: the measure's histogram for correct and wrong predictions per eps.
         score_histogram=score_histogram(
             params.metric,
@@ -192,6 +204,22 @@ def decide_trend(
     )
 
 
+def mean_rise(
+    ordered: np.ndarray, confidence: float
+) -> tuple[float | None, tuple[float, float] | None]:
+    """Mean of the last column minus the first (the rise in the expected direction), paired by
+    input, with a t interval at `confidence`; no interval with fewer than two inputs."""
+    differences = ordered[:, -1] - ordered[:, 0]
+    n = len(differences)
+    if n == 0:
+        return None, None
+    value = float(differences.mean())
+    if n < 2:
+        return value, None
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * differences.std(ddof=1) / np.sqrt(n))
+    return value, (value - half, value + half)
+
+
 def trend_test(ordered: np.ndarray) -> tuple[str, float, float]:
     """One-sided rank test that values rise along the columns, paired by row (input).
 
@@ -213,11 +241,12 @@ CHECK = CheckType(
     params=EntropyTrendCheck,
     run=run_entropy_trend,
     summary="uncertainty (entropy, mutual information, ...) rises with attack or noise strength",
-    metrics={"trend_p_value": "lower"},
+    metrics={"trend_p_value": "lower", "mean_rise": "higher"},
     plot="robustness_checks.reporting.plots:measure_against_eps",
     data_fields=("fit_data",),
     docs="uncertainty.md",
     details=EntropyTrendDetails,
+    decides=("trend_p_value",),
     validity="robustness_checks.validity.trend:cases",
     gate_cases="robustness_checks.validity.gates:entropy_trend_cases",
 )

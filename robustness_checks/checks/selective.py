@@ -23,7 +23,7 @@ from robustness_checks.details import Block
 from robustness_checks.errors import InsufficientData
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics import ranking
-from robustness_checks.metrics.intervals import Estimate, bca_interval, exact_interval
+from robustness_checks.metrics.intervals import Estimate, bca_interval, clopper_pearson
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import Probability
 
@@ -75,7 +75,7 @@ def measure_selective(
         raise InsufficientData("no examples to rank")
     estimates = {}
     if "accuracy" in metrics:
-        interval = exact_interval(right, count, confidence)
+        interval = clopper_pearson(right, count, confidence)
         estimates["accuracy"] = Estimate(right / count, interval, "exact: Clopper-Pearson")
     if "accuracy_at_coverage" in metrics and coverage is not None:
         estimates["accuracy_at_coverage"] = Estimate(

@@ -1,26 +1,6 @@
-"""Confidence intervals for calibration errors that bound the POPULATION value of each metric.
+"""Intervals on the population binned calibration errors: ece, ace, mce, classwise, L2.
 
-The plug-in calibration errors are sums of absolute values of noisy means (one per bin, class and
-bin, or mesh point), so they are biased upwards, most when the model is well calibrated. Each
-interval here is the pair of one-sided bounds at error `e = (1 - c) / 2` each:
-
-- Upper bounds use that bias: E[plug-in] >= population value (|.| is convex, so E|X| >= |E X|
-  per cell), and a bootstrap bound on E[plug-in] bounds the population value
-  (`bootstrap_upper`).
-- Lower bounds take the larger of two bounds, each at part of `e` (Bonferroni):
-  * a *global gap*: every L1 calibration error of the top label is at least
-    |E[correct - confidence]| (the sum of signed gaps never exceeds the sum of their absolute
-    values), a plain mean with no bias, bounded by inverting the folded t distribution
-    (`gap_lower`). It carries the power for a model that is over- or underconfident
-    throughout, where per-bin evidence is thin.
-  * a *cell* bound: the plug-in minus a critical value for sum_c (|X_c| - |mu_c|), using
-    two-step moment selection (Romano, Shaikh and Wolf 2014): a cell whose sign is known at
-    error `b` contributes plain noise, a cell whose sign is not contributes |noise| as if
-    calibrated (`abs_sum_lower`).
-
-Resampling is done as resample counts (one bincount over row-offset indices, the same draws as an
-index bootstrap) times per-example matrices, so a 1000-resample interval on 1000 examples takes
-milliseconds. Functions take a `rng` and are deterministic given it.
+Each is the pair of one-sided bounds built in `calibration_bounds` (see its docstring).
 """
 
 from __future__ import annotations
@@ -28,169 +8,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from scipy import optimize, sparse, stats
 
 from robustness_checks.metrics.calibration import equal_mass_bins, equal_width_bins
-from robustness_checks.metrics.calibration_bias import smooth_ece_operator
+from robustness_checks.metrics.calibration_bounds import (
+    ELEMENTS_PER_BATCH,
+    GLOBAL_SHARE,
+    Interval,
+    abs_sum_lower,
+    bootstrap_upper,
+    cell_matrix,
+    gap_lower,
+    max_t_lower,
+    redraw,
+    replicate,
+    times,
+)
 from robustness_checks.metrics.intervals import binomial_bounds
-
-Interval = tuple[float, float]
-
-GLOBAL_SHARE = 0.8  # share of a lower bound's error spent on the global (or threshold) gaps
-SELECTION_SHARE = 0.25  # share of the cell bound's error spent on knowing the cells' signs
-_ELEMENTS_PER_BATCH = 4_000_000
-
-
-# --- resampling ---------------------------------------------------------------------------------
-
-
-def bootstrap_counts(rng: np.random.Generator, count: int, resamples: int) -> np.ndarray:
-    """(resamples, count) float counts of each example in index-bootstrap resamples: row r
-    holds np.bincount(rng.integers(0, count, count, dtype=np.int32)) of that row's draws."""
-    indices = rng.integers(0, count, size=(resamples, count), dtype=np.int32)
-    indices += np.arange(0, resamples * count, count, dtype=np.int32)[:, None]
-    tally = np.bincount(indices.ravel(), minlength=resamples * count)
-    return tally.reshape(resamples, count).astype(np.float64)
-
-
-def replicate(
-    rng: np.random.Generator,
-    count: int,
-    resamples: int,
-    statistic: Callable[[np.ndarray], np.ndarray],
-) -> np.ndarray:
-    """statistic(counts) over all bootstrap resamples, computed in batches of rows."""
-    batch = max(1, min(resamples, _ELEMENTS_PER_BATCH // max(count, 1)))
-    parts = [
-        statistic(bootstrap_counts(rng, count, min(batch, resamples - first)))
-        for first in range(0, resamples, batch)
-    ]
-    return np.concatenate(parts)
-
-
-def redraw(
-    rng: np.random.Generator,
-    probability: np.ndarray,
-    resamples: int,
-    statistic: Callable[[np.ndarray], np.ndarray],
-) -> np.ndarray:
-    """statistic(deviation) over `resamples` consistency redraws (Broecker and Smith 2007):
-    deviation = Bernoulli(probability) - probability per example, a (rows, n) array."""
-    count = probability.shape[-1]
-    batch = max(1, min(resamples, _ELEMENTS_PER_BATCH // max(count, 1)))
-    parts = []
-    for first in range(0, resamples, batch):
-        drawn = rng.random((min(batch, resamples - first), count)) < probability
-        parts.append(statistic(drawn - probability))
-    return np.concatenate(parts)
-
-
-def cell_matrix(cells: np.ndarray, size: int, values: np.ndarray | None = None) -> sparse.csr_array:
-    """(n, size) sparse matrix with `values` (default 1) at (example, its cell); `cells` may hold
-    several cells per example (shape (n, k))."""
-    cells = np.asarray(cells).reshape(len(cells), -1)
-    rows = np.repeat(np.arange(len(cells)), cells.shape[1])
-    data = np.ones(cells.size) if values is None else np.asarray(values, float).reshape(-1)
-    return sparse.csr_array((data, (rows, cells.reshape(-1))), shape=(len(cells), size))
-
-
-def times(rows: np.ndarray, matrix: sparse.csr_array | np.ndarray) -> np.ndarray:
-    """rows @ matrix for dense rows (r, n) and a sparse or dense (n, k) matrix: (r, k)."""
-    if sparse.issparse(matrix):
-        return np.asarray((matrix.T @ rows.T).T)
-    return rows @ matrix
-
-
-# --- bounds -------------------------------------------------------------------------------------
-
-
-def folded_lower(mean: float, se: float, error: float, df: float) -> float:
-    """Lower confidence bound on |mu| from an estimate mean ~ mu + se * t_df.
-
-    The bound is the nu >= 0 at which P_nu(|estimate| >= |mean|) = error (test inversion of the
-    folded t), so it is valid for every mu, including 0, and equals |mean| - t_{error} se, the
-    one-sided bound, once |mean| is many standard errors from 0. 0 without a standard error.
-    """
-    x = abs(mean)
-    if not se > 0:  # no spread seen: no bound
-        return 0.0
-
-    def excess(nu: float) -> float:
-        return float(stats.t.sf((x - nu) / se, df) + stats.t.cdf((-x - nu) / se, df) - error)
-
-    if excess(0.0) >= 0.0:
-        return 0.0
-    return float(optimize.brentq(excess, 0.0, x, xtol=1e-12))
-
-
-def gap_lower(values: np.ndarray, floor_variance: float, error: float) -> float:
-    """Lower bound on |E values| from n i.i.d. values: the folded t bound with the sample
-    variance, floored at `floor_variance` (the label noise of a calibrated model: a sample
-    with no errors has a near-zero sample variance but not a near-zero true one)."""
-    count = values.shape[-1]
-    variance = max(float(values.var(ddof=1)), floor_variance)
-    return folded_lower(float(values.mean()), math.sqrt(variance / count), error, count - 1)
-
-
-def abs_sum_lower(
-    point: np.ndarray, boot: np.ndarray, null: np.ndarray | None, error: float
-) -> float:
-    """Lower bound on sum_c |mu_c| from estimates X_c = point[c] of mu_c, at error `error`.
-
-    `boot` (R, C) holds bootstrap deviations X*_c - X_c; `null` (R, C), if given, deviations
-    under perfect calibration (consistency redraws). Two-step moment selection: with spread s_c
-    (the larger of the two standard deviations) and z the Bonferroni normal quantile at
-    b / (2 C), b = SELECTION_SHARE * error, m_c = max(|X_c| - z s_c, 0) is below |mu_c| for all
-    cells at once with probability 1 - b. The error of the plug-in, sum_c (|mu_c + e_c| - |mu_c|),
-    is in each cell f(|mu_c|, sign(mu_c) e_c) with f(m, e) = |m + e| - m, which decreases in m;
-    so replacing |mu_c| by m_c gives a critical value that is large enough. A cell with m_c = 0
-    (sign unknown) is charged max(|boot|, |null|), a cell with a known sign its aligned noise.
-    """
-    if point.size == 0:
-        return 0.0
-    spread = boot.std(axis=0)
-    if null is not None:
-        spread = np.maximum(spread, null.std(axis=0))
-    cells = max(int(np.count_nonzero((spread > 0) | (point != 0))), 1)
-    selection = SELECTION_SHARE * error
-    z = stats.norm.isf(selection / (2 * cells))
-    margin = np.maximum(np.abs(point) - z * spread, 0.0)
-    aligned = boot * np.where(point < 0, -1.0, 1.0)
-    terms = np.maximum(aligned, -aligned - 2 * margin)
-    if null is not None:
-        unsigned = margin == 0
-        terms[:, unsigned] = np.maximum(np.abs(boot[:, unsigned]), np.abs(null[:, unsigned]))
-    critical = np.quantile(terms.sum(axis=1), 1.0 - (error - selection))
-    return max(float(np.abs(point).sum() - critical), 0.0)
-
-
-def bootstrap_upper(value: float, replicates: np.ndarray, error: float) -> float:
-    """Upper bound on E[estimate] (hence on a population value the estimate overestimates on
-    average): the larger of the basic bound value - (q_error - mean) and the percentile bound
-    q_{1 - error} of the bootstrap replicates."""
-    basic = value - (np.quantile(replicates, error) - replicates.mean())
-    return float(max(basic, np.quantile(replicates, 1.0 - error)))
-
-
-def max_t_lower(
-    values: np.ndarray, floor_variance: np.ndarray, counts_means: np.ndarray, error: float
-) -> float:
-    """Lower bound on max_j |E values[:, j]| over J statistics at once (max-|t| bootstrap).
-
-    `counts_means` (R, J) are the statistics' bootstrap means. The critical value is the
-    1 - error quantile of max_j |mean*_j - mean_j| / se_j, so all J bounds hold together.
-    """
-    count = values.shape[0]
-    means = values.mean(axis=0)
-    se = np.sqrt(np.maximum(values.var(axis=0, ddof=1), floor_variance) / count)
-    se = np.where(se > 0, se, np.inf)
-    deviation = np.abs(counts_means - means) / se
-    critical = np.quantile(deviation.max(axis=1), 1.0 - error)
-    return float(np.max(np.maximum(np.abs(means) - critical * se, 0.0), initial=0.0))
-
 
 # --- top-label binned errors (ece, ace) ---------------------------------------------------------
 
@@ -255,24 +90,35 @@ def binned_bins(
     return equal_width_bins(confidence, bins)
 
 
-def equal_mass_sums(counts: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
-    """Per-bin sums of `values` over resamples given as counts of examples SORTED by
-    (confidence, correctness), with the equal-mass bins recomputed on each resample: the
-    example at sorted position p of n goes to bin floor(p * bins / n), and the copies of one
-    example take consecutive positions. Returns (rows, bins)."""
-    rows, count = counts.shape
-    ends = np.cumsum(counts, axis=1)  # one past the last position of each example's copies
-    sums = np.cumsum(counts * values, axis=1)
+def equal_mass_sums(indices: np.ndarray, values: np.ndarray, bins: int) -> np.ndarray:
+    """Per-bin sums of `values` over index resamples (rows of `indices`) of examples SORTED by
+    (confidence, correctness), with the equal-mass bins recomputed on each resample: sorting a
+    row's indices sorts the resample, and sorted position p of n goes to bin
+    floor(p * bins / n). Returns (rows, bins)."""
+    rows, count = indices.shape
+    ordered = values[np.sort(indices, axis=1)]
+    cumulative = np.zeros((rows, count + 1))
+    np.cumsum(ordered, axis=1, out=cumulative[:, 1:])
     edges = -(-np.arange(bins + 1) * count // bins)  # ceil(j n / bins): first position of bin j
-    offsets = np.arange(rows)[:, None] * (count + 1.0)
-    found = np.searchsorted((ends + offsets).ravel(), (edges + offsets).ravel(), side="right")
-    before = found.reshape(rows, bins + 1) - np.arange(rows)[:, None] * count  # examples done
-    previous = np.clip(before - 1, 0, count - 1)
-    done_ends = np.where(before > 0, np.take_along_axis(ends, previous, 1), 0.0)
-    done_sums = np.where(before > 0, np.take_along_axis(sums, previous, 1), 0.0)
-    partial = values[np.clip(before, 0, count - 1)] * (edges - done_ends)
-    cumulative = done_sums + np.where(before < count, partial, 0.0)
-    return np.diff(cumulative, axis=1)
+    return np.diff(cumulative[:, edges], axis=1)
+
+
+def resample_indices(
+    rng: np.random.Generator,
+    count: int,
+    resamples: int,
+    statistic: Callable[[np.ndarray], np.ndarray],
+) -> np.ndarray:
+    """statistic(indices) over index-bootstrap resamples (the draws of `bootstrap_counts`),
+    computed in batches of rows."""
+    batch = max(1, min(resamples, ELEMENTS_PER_BATCH // max(count, 1)))
+    parts = [
+        statistic(
+            rng.integers(0, count, size=(min(batch, resamples - first), count), dtype=np.int32)
+        )
+        for first in range(0, resamples, batch)
+    ]
+    return np.concatenate(parts)
 
 
 def binned_interval(
@@ -292,7 +138,7 @@ def binned_interval(
     count = confidence.shape[-1]
     if count < 2 or resamples < 2:
         raise ValueError("needs at least 2 examples and 2 resamples")
-    if equal_mass:  # sorted, so that each resample's equal-mass bins follow from cumulative sums
+    if equal_mass:  # sorted, so that sorting a resample's indices sorts the resample
         order = np.lexsort((correct, confidence))
         confidence, correct = confidence[order], correct[order]
     residual = correct - confidence
@@ -300,15 +146,13 @@ def binned_interval(
     point = residual @ membership / count
 
     if equal_mass:
-
-        def cell_sums(counts: np.ndarray) -> np.ndarray:
-            return equal_mass_sums(counts, residual, bins) / count
+        boot = resample_indices(
+            rng, count, resamples, lambda indices: equal_mass_sums(indices, residual, bins) / count
+        )
     else:
-
-        def cell_sums(counts: np.ndarray) -> np.ndarray:
-            return counts @ (membership * residual[:, None]) / count
-
-    boot = replicate(rng, count, resamples, cell_sums) - point
+        weights = membership * residual[:, None]
+        boot = replicate(rng, count, resamples, lambda counts: counts @ weights / count)
+    boot -= point
     null = redraw(rng, confidence, resamples, lambda dev: dev @ membership / count)
     return BinnedInterval(
         plugin=float(np.abs(point).sum()),
@@ -486,146 +330,3 @@ def _debiased_square(
     variance = accuracy * (1 - accuracy) / np.maximum(tally - 1, 1)
     terms = np.where(tally >= 2, (accuracy - conf / safe) ** 2 - variance, 0.0)
     return (tally * terms).sum(axis=-1) / count
-
-
-# --- smooth ECE ---------------------------------------------------------------------------------
-
-
-SMOOTH_NODES = 257  # confidences are spread linearly onto this many nodes in [0, 1]
-SMOOTH_MESH = 128  # at most this many of relplot's mesh points are kept
-
-
-def smooth_interval(
-    confidence: np.ndarray,
-    correct: np.ndarray,
-    *,
-    value: float,
-    confidence_level: float,
-    rng: np.random.Generator,
-    resamples: int,
-) -> Interval:
-    """Bounds on the population smooth ECE, the fixed point sigma* = smECE_sigma*(D).
-
-    smECE_sigma(D) decreases in sigma, so sigma* <= s exactly when smECE_s(D) <= s. With U(s)
-    and L(s) bounds on smECE_s(D) at a fixed bandwidth s, the interval is [the largest s with
-    L(s) >= s, the smallest s with U(s) <= s]. At a fixed bandwidth smECE_s is a ratio of a sum
-    over mesh points of |kernel-smoothed residual| and a sum of the smoothed density, linear in
-    the examples before the absolute value (`smooth_ece_operator`, relplot's discretisation,
-    with confidences spread onto SMOOTH_NODES nodes and SMOOTH_MESH mesh points kept). U is the
-    bootstrap bound on the plug-in's mean; L the larger of the density-weighted global gap
-    sum_t (smoothed residual) / sum_t (smoothed density), a weighted mean, and moment selection
-    over the mesh points. `value` (the sample's smooth ECE) starts the search.
-    """
-    count = confidence.shape[-1]
-    error = (1.0 - confidence_level) / 2
-    left, weights = _spread(confidence, SMOOTH_NODES)
-    active, cells = np.unique(left, return_inverse=True)  # the nodes that hold examples
-    spread = cell_matrix(cells.reshape(left.shape), active.size, weights)
-    positions = active / (SMOOTH_NODES - 1)
-    residual = confidence - correct
-    with_residual = spread * residual[:, None]
-    # float32 for the large products; the sums are of at most a few thousand terms.
-    boot = replicate(
-        rng,
-        count,
-        resamples,
-        lambda counts: np.concatenate([times(counts, with_residual), times(counts, spread)], 1),
-    ).astype(np.float32)
-    boot_residual, boot_mass = boot[:, : active.size], boot[:, active.size :]
-    null_residual = redraw(rng, confidence, resamples, lambda dev: -times(dev, spread))
-    null_residual = null_residual.astype(np.float32)
-    point_residual = with_residual.sum(axis=0)
-    point_mass = spread.sum(axis=0)
-    floor = float(np.mean(confidence * (1 - confidence)))
-    found: dict[float, dict[str, Any]] = {}
-
-    def at(sigma: float) -> dict[str, Any]:
-        """The operator, mesh values and bootstrap replicates at bandwidth sigma."""
-        if sigma not in found:
-            operator = smooth_ece_operator(sigma, positions, SMOOTH_MESH)
-            mass = operator.sum(axis=1)
-            density = float(point_mass @ mass)
-            single = operator.astype(np.float32)
-            found[sigma] = {
-                "single": single,
-                "mass": mass,
-                "density": density,
-                "mesh": point_residual @ operator / density,
-                "boot": (boot_residual @ single) / (boot_mass @ mass)[:, None],
-            }
-        return found[sigma]
-
-    def upper(sigma: float) -> float:
-        here = at(sigma)
-        plugin = float(np.abs(here["mesh"]).sum())
-        return bootstrap_upper(plugin, np.abs(here["boot"]).sum(axis=1), error)
-
-    def lower(sigma: float) -> float:
-        here = at(sigma)
-        weight = spread @ here["mass"] * (count / here["density"])
-        mesh = here["mesh"]
-        null = null_residual @ here["single"] / here["density"]
-        return max(
-            gap_lower(residual * weight, floor * float(np.mean(weight**2)), GLOBAL_SHARE * error),
-            abs_sum_lower(mesh, here["boot"] - mesh, null, (1 - GLOBAL_SHARE) * error),
-        )
-
-    return _fixed_point(lower, value, -1), _fixed_point(upper, value, 1)
-
-
-def _spread(x: np.ndarray, nodes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Linear spreading of x in [0, 1] onto `nodes` equally spaced nodes: indices and weights,
-    (n, 2) each."""
-    position = x * (nodes - 1)
-    left = np.clip(position.astype(np.int64), 0, nodes - 2)
-    frac = position - left
-    return np.stack([left, left + 1], axis=1), np.stack([1 - frac, frac], axis=1)
-
-
-def _fixed_point(bound: Callable[[float], float], start: float, side: int) -> float:
-    """The s in [0, 1] with bound(s) = s, for a bound that decreases in s, rounded outwards:
-    side -1 (a lower end) returns a point at or below it, side +1 (an upper end) one at or
-    above it. f(s) = bound(s) - s falls with slope <= -1, so the root is within |f(s)| of s:
-    the search (first s <- bound(s), then regula falsi with the Illinois rule once the root is
-    bracketed) stops when |f(s)| <= 3e-4 and returns s + side |f(s)|, clipped to [0, 1]."""
-    tolerance = 3e-4
-    bracket: dict[bool, tuple[float, float]] = {}  # sign of f -> (s, f(s)) nearest the root
-    s = min(max(start, 0.0), 1.0)
-    for _ in range(12):
-        f = min(bound(s), 1.0) - s if s > 0 else tolerance
-        if abs(f) <= tolerance:
-            return float(np.clip(s + side * abs(f), 0.0, 1.0))
-        bracket[f > 0] = (s, f)
-        if len(bracket) < 2:
-            s = min(max(s + f, 0.0), 1.0)
-            continue
-        (a, fa), (b, fb) = bracket[True], bracket[False]
-        s = a - fa * (b - a) / (fb - fa)
-        # Illinois: halve the value kept from the side that did not move, to avoid stalling.
-        stale = not (f > 0)
-        bracket[stale] = (bracket[stale][0], bracket[stale][1] / 2)
-    ends = [point for point, _ in bracket.values()]
-    return float(min(ends) if side < 0 else max(ends))
-
-
-# --- means (brier, nll) -------------------------------------------------------------------------
-
-
-def mean_interval(values: np.ndarray, confidence_level: float, floor_variance: float) -> Interval:
-    """Student t interval for the mean of i.i.d. per-example values, with the variance floored
-    at `floor_variance`: the losses are skewed to the right (rare errors cost much), so a small
-    sample that happens to hold no error has a far too small sample variance."""
-    count = values.shape[-1]
-    variance = max(float(values.var(ddof=1)), floor_variance)
-    half = float(stats.t.isf((1.0 - confidence_level) / 2, count - 1)) * math.sqrt(variance / count)
-    mean = float(values.mean())
-    return mean - half, mean + half
-
-
-def implied_variance(probabilities: np.ndarray, losses: np.ndarray) -> float:
-    """Mean over examples of the variance of the loss when the label is drawn from the model's
-    own probabilities: `losses` (n, K) is the loss each label would give."""
-    possible = probabilities > 0  # a label of probability 0 adds nothing (its loss may be inf)
-    weighted = np.where(possible, probabilities * losses, 0.0)
-    squared = np.where(possible, probabilities * losses**2, 0.0)
-    return float(np.mean(squared.sum(axis=1) - weighted.sum(axis=1) ** 2))

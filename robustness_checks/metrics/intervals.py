@@ -58,13 +58,13 @@ def bootstrap_interval(
 
 
 def clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
-    """Exact two-sided binomial interval for successes / trials; (0, 1) without trials."""
+    """Exact two-sided binomial interval for successes / trials; (0, 1) without trials. From
+    beta quantiles: scipy's binomtest(...).proportion_ci(method="exact") bounds without its root
+    search (equal to 1e-12, tests/test_ranking.py)."""
     if trials <= 0:
         return 0.0, 1.0
-    interval = stats.binomtest(successes, trials).proportion_ci(
-        confidence_level=confidence, method="exact"
-    )
-    return float(interval.low), float(interval.high)
+    lower, upper = binomial_bounds(successes, trials, side_error(confidence))
+    return float(lower), float(upper)
 
 
 def side_error(confidence: float) -> float:
@@ -162,13 +162,6 @@ def binomial_bounds(
     lower = np.where(successes > 0, lower, 0.0)
     upper = np.where(successes < trials, upper, 1.0)
     return lower, upper
-
-
-def exact_interval(successes: int, trials: int, confidence: float) -> Interval:
-    """The two-sided Clopper-Pearson interval (as `clopper_pearson`) from beta quantiles: the
-    same bounds without scipy's root search, for the per-call budget of the ranking checks."""
-    lower, upper = binomial_bounds(successes, trials, side_error(confidence))
-    return float(lower), float(upper)
 
 
 def binomial_range(trials: int, rate: float, error: float) -> tuple[int, int]:

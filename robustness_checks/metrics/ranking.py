@@ -23,8 +23,8 @@ from scipy.stats import rankdata
 from robustness_checks.metrics.intervals import (
     binomial_bounds,
     binomial_range,
+    clopper_pearson,
     drawn_counts,
-    exact_interval,
     quantile_ranks,
     resample_batches,
     side_error,
@@ -612,7 +612,7 @@ def aurc_bounds(errors: int, count: int, confidence: float) -> tuple[float, floa
     """A conservative interval of the population AURC from the error rate r alone: for any
     ranking r + (1 - r) log(1 - r) <= AURC <= r (1 + log(1 / r)), since the risk at coverage g is
     at least max(0, (r - 1 + g) / g) and at most min(1, r / g); r by Clopper-Pearson."""
-    low, high = exact_interval(errors, count, confidence)
+    low, high = clopper_pearson(errors, count, confidence)
     lower = low + (1.0 - low) * math.log1p(-low) if low < 1.0 else 1.0
     upper = high * (1.0 - math.log(high)) if high > 0.0 else 0.0
     return lower, upper

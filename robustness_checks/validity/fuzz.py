@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,14 +31,15 @@ class Trigger(nn.Module):
 
 def cases() -> list[ValidityCase]:
     """failing_inputs <= 0 (label_invariant under brightness 0.3): at the bound no input can be
-    broken; strict's false passes are measured with one fragile input among n."""
+    broken; strict's false passes are measured with one fragile input among n, and power with
+    one among 20 (a witness rule has no population value between)."""
     return [
         ValidityCase(
             check_type="fuzz",
             metric="failing_inputs",
             comparison="<=",
             bound=0.0,
-            violating=0.5,
+            violating=0.05,
             passes=_passes,
             population=(
                 "n inputs, a share = truth of them (at least one when the truth is above 0) hide "
@@ -60,25 +62,38 @@ def inputs(truth: float, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _passes(truth: float, n: int, seeds: Sequence[int], confidence: float) -> dict[str, np.ndarray]:
-    from robustness_checks.api import run_check
-
+    """Every rule on the first seeds; a counterexample is a witness under every rule, so where
+    they agreed there, the other seeds run once (under point) for all three."""
     data = inputs(truth, n)
     found: dict[str, list[bool]] = {rule: [] for rule in RULES}
-    for seed in seeds:
+    agreed = True
+    for number, seed in enumerate(seeds):
+        rules = RULES if number < RULES_CHECKED or not agreed else ("point",)
+        outcome = {rule: _run(data, n, seed, confidence, rule) for rule in rules}
+        agreed = agreed and len(set(outcome.values())) == 1
         for rule in RULES:
-            result = run_check(
-                "fuzz",
-                Trigger(),
-                data,
-                name="validity",
-                seed=seed,
-                confidence=confidence,
-                device="cpu",
-                decision=rule,
-                inputs=n,
-                perturbations=[{"kind": "brightness", "max": BUDGET}],
-                max_examples=30,
-                database=False,
-            )
-            found[rule].append(result.passed)
+            found[rule].append(outcome.get(rule, outcome["point"]))
     return {rule: np.array(values) for rule, values in found.items()}
+
+
+RULES_CHECKED = 3  # seeds on which every rule runs
+
+
+def _run(data: Any, n: int, seed: int, confidence: float, rule: str) -> bool:
+    from robustness_checks.api import run_check
+
+    result = run_check(
+        "fuzz",
+        Trigger(),
+        data,
+        name="validity",
+        seed=seed,
+        confidence=confidence,
+        device="cpu",
+        decision=rule,
+        inputs=n,
+        perturbations=[{"kind": "brightness", "max": BUDGET}],
+        max_examples=30,
+        database=False,
+    )
+    return result.passed

@@ -58,13 +58,10 @@ class RankedDetails(Strict):
     interval_methods: dict[str, str]
 
     def breakdown(self, result: Any) -> list[GatedValue]:
-        from robustness_checks.checks.registry import check_type
-
-        declared = check_type(result.type).metrics
         return [
             metric_value(result, name, getattr(self, name), interval)
             for name, interval in self.intervals.items()
-            if name in declared and getattr(self, name, None) is not None
+            if result.lower_is_better(name) is not None and getattr(self, name, None) is not None
         ]
 
 

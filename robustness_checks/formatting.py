@@ -1,0 +1,16 @@
+"""Numbers as people read them in messages and tables."""
+
+from __future__ import annotations
+
+import math
+
+
+def format_number(value: float) -> str:
+    """Three significant digits, plain notation where it reads better."""
+    if value is None or not math.isfinite(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if 1e-3 <= abs(value) < 1e5:
+        return f"{value:.3g}" if abs(value) < 1 else f"{value:.4g}"
+    return f"{value:.3g}"
