@@ -20,7 +20,6 @@ from robustness_checks.metrics.calibration import (
     expected_calibration_error,
 )
 from robustness_checks.validity import calibration as validity
-from robustness_checks.validity.cases import RULES, limit, measure, problems
 
 METRICS = tuple(validity.SETTINGS)
 
@@ -205,18 +204,3 @@ def test_one_example_is_inconclusive_not_an_error() -> None:
             model, data, max=0.1, bounds=None, decision="lenient"
         )
     assert result.outcome == "inconclusive" and result.passed
-
-
-@pytest.mark.slow
-def test_validity_of_every_metric() -> None:
-    """The harness at 200 seeds on n = 20 and 1000 at the bound and n = 1000 at twice the bound
-    (measure + problems, as docs/decisions.md's table reports); the full table (n = 1, 20,
-    60, 200, 1000) is in docs/calibration.md."""
-    table = []
-    for case in validity.cases():
-        rates = measure(case, sizes=(20, 1000))
-        assert not problems(rates), problems(rates)
-        table += [(r.case, r.n, r.truth, r.rule, r.share) for r in rates]
-    print(f"\nharness limit {limit(0.95, 200):.4f}; rules {RULES}")
-    for row in table:
-        print("{} n={} {} {}: pass share {:.3f}".format(*row))

@@ -8,6 +8,7 @@ import warnings
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.registry import CheckTypeError, check_type, origin
+from robustness_checks.details import Details
 from robustness_checks.errors import InsufficientData, RobustnessWarning
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.diagnostics import findings_warnings, watching
@@ -94,6 +95,7 @@ def insufficient_result(
         statement=f"{metric} cannot be measured: {error}",
         note=note,
         warnings=[note] if context.decision == "lenient" else [],
+        details=Details(),  # nothing was measured: no details of the type
     )
 
 

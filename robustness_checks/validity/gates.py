@@ -98,8 +98,8 @@ def _case(check_type: str, params: dict[str, Any], **regressions: Regression) ->
 
 
 def calibration_cases() -> list[GateCase]:
-    overconfident = Regression("logits scaled x4", lambda m: Scaled(m, 4.0))
-    return [_case("calibration", {"metric": "ece", "bootstrap": 200}, ece=overconfident)]
+    underconfident = Regression("logits scaled x0.25", lambda m: Scaled(m, 0.25))
+    return [_case("calibration", {"metric": "ece", "bootstrap": 200}, ece=underconfident)]
 
 
 def adversarial_cases() -> list[GateCase]:

@@ -23,7 +23,7 @@ from robustness_checks.spec.schema import CheckSpec, DataSpec
 CURVE_POINTS = 200
 # The BCa bootstrap of a ranking metric is used only with at least this many examples of each
 # class (positives and negatives, or errors and correct predictions); below it the checks report
-# a conservative interval (tests/test_ranking_validity.py measures the error rates).
+# a conservative interval (tests/test_decision_validity.py measures the error rates).
 MIN_PER_CLASS = 10
 
 
