@@ -59,8 +59,8 @@ class CheckResult:
 
     def __post_init__(self) -> None:
         if isinstance(self.details, dict):
-            # A result that measured nothing has no details of its type.
-            measured = self.outcome not in ("error", "skipped")
+            # A result made without details (or that measured nothing) has none of its type.
+            measured = self.outcome not in ("error", "skipped") and self.details
             model = details_model(self.type) if measured else details_model("")
             self.details = model.model_validate(self.details)
 

@@ -118,6 +118,14 @@ def test_an_entry_point_that_is_not_a_check_type_is_named(tmp_path: Path) -> Non
     (info / "entry_points.txt").write_text(
         "[robustness_checks.checks]\nbad = broken_plugin:CHECK\n"
     )
-    done = _run(site, "-c", "import robustness_checks.checks.registry", cwd=tmp_path)
+    # The registry still loads (the other check types work); the broken entry is named where
+    # it is used.
+    done = _run(
+        site,
+        "-c",
+        "from robustness_checks.checks.registry import check_type\ncheck_type('bad')",
+        cwd=tmp_path,
+    )
     assert done.returncode != 0
+    assert "check type 'bad' is installed but cannot be used" in done.stderr
     assert "is a int, not a robustness_checks CheckType record" in done.stderr

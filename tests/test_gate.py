@@ -25,7 +25,7 @@ checks:
 """
 
 
-def write(pytester: pytest.Pytester, steps: int = 3, bound: bool = True) -> Path:
+def write(pytester: pytest.Pytester, steps: int = 3, bound: bool = False) -> Path:
     path = pytester.path / "specs" / "model.robustness.yaml"
     path.parent.mkdir(exist_ok=True)
     path.write_text(SPEC.format(steps=steps, bound="\n    min_accuracy: 0.0" if bound else ""))

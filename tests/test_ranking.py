@@ -14,7 +14,7 @@ from robustness_checks.checks.failure_prediction import measure_failure_predicti
 from robustness_checks.checks.ood import measure_ood
 from robustness_checks.checks.selective import measure_selective
 from robustness_checks.errors import InsufficientData
-from robustness_checks.metrics import intervals, ranking
+from robustness_checks.metrics import intervals, ranking_intervals, ranking_resampled
 from robustness_checks.metrics.ranking import (
     aupr,
     aurc,
@@ -252,11 +252,11 @@ def test_weighted_separation_equals_the_index_bootstrap(seed: int) -> None:
     rng = np.random.default_rng(seed)
     negatives, positives = scores_pair(rng, tied=seed % 2 == 0)
     scores, labels = labelled(negatives, positives)
-    item = ranking.separated(negatives, positives)
+    item = ranking_resampled.separated(negatives, positives)
     sizes = (negatives.size, positives.size) if seed % 3 else (scores.size,)
     indices = intervals.bootstrap_indices(rng, sizes, 64)
     counts = intervals.resample_counts(item.slot[indices], scores.size)
-    found = ranking.separation_from_counts(
+    found = ranking_resampled.separation_from_counts(
         item, counts[:, : negatives.size], counts[:, negatives.size :]
     )
     drawn_scores, drawn_labels = scores[indices], labels[indices].astype(bool)
@@ -276,9 +276,9 @@ def test_weighted_selective_equals_the_index_bootstrap(seed: int) -> None:
     tied = seed % 2 == 0
     uncertainty = rng.integers(0, 5, count).astype(float) if tied else rng.random(count)
     correct = rng.random(count) < 0.7
-    item = ranking.ranked(uncertainty, correct)
+    item = ranking_resampled.ranked(uncertainty, correct)
     indices = intervals.bootstrap_indices(rng, (count,), 64)
-    found = ranking.selective_from_counts(
+    found = ranking_resampled.selective_from_counts(
         item, intervals.resample_counts(item.position[indices], count)
     )
     drawn_uncertainty, drawn_correct = uncertainty[indices], correct[indices]
@@ -301,7 +301,9 @@ def test_drawn_counts_are_the_counts_of_the_index_draws() -> None:
 def test_closed_form_jackknife_equals_leaving_each_example_out(seed: int) -> None:
     rng = np.random.default_rng(seed)
     negatives, positives = scores_pair(rng, tied=seed % 2 == 0)
-    jackknife = ranking.separation_jackknife(ranking.separated(negatives, positives))
+    jackknife = ranking_resampled.separation_jackknife(
+        ranking_resampled.separated(negatives, positives)
+    )
     negatives, positives = np.sort(negatives)[::-1], np.sort(positives)[::-1]
     for name, metric in (("auroc", auroc), ("aupr", aupr)):
         without_negative = [
@@ -436,7 +438,7 @@ def test_aurc_bounds_are_the_worst_and_best_rankings() -> None:
     worst = aurc(np.arange(10_000.0), correct)
     assert worst == pytest.approx(0.02 * (1 - math.log(0.02)), rel=2e-3)
     assert float(oracle_aurc(correct)) == pytest.approx(0.02 + 0.98 * math.log(0.98), rel=2e-2)
-    low, high = ranking.aurc_bounds(200, 10_000, 0.95)
+    low, high = ranking_intervals.aurc_bounds(200, 10_000, 0.95)
     assert low < float(oracle_aurc(correct)) and worst < high
 
 
@@ -456,7 +458,7 @@ def test_binomial_range_and_quantile_ranks_keep_their_error() -> None:
 def test_selective_accuracy_interval_is_clopper_pearson_at_full_coverage() -> None:
     rng = np.random.default_rng(0)
     uncertainty, correct = rng.random(300), rng.random(300) < 0.9
-    low, high = ranking.selective_accuracy_interval(uncertainty, correct, 1.0, 0.95)
+    low, high = ranking_intervals.selective_accuracy_interval(uncertainty, correct, 1.0, 0.95)
     bounds = intervals.binomial_bounds(int(correct.sum()), 300, 0.0125)
     assert (low, high) == pytest.approx((float(bounds[0]), float(bounds[1])))
 
@@ -465,14 +467,16 @@ def test_correct_count_range_takes_the_worst_and_best_order_of_ties() -> None:
     # Sorted: 0.1 (correct), then 0.5 x 3 (one correct, two wrong), then 0.9 (correct).
     uncertainty = np.array([0.5, 0.9, 0.1, 0.5, 0.5])
     correct = np.array([False, True, True, True, False])
-    fewest, most = ranking.correct_count_range(ranking.ranked(uncertainty, correct))
+    fewest, most = ranking_intervals.correct_count_range(
+        ranking_resampled.ranked(uncertainty, correct)
+    )
     np.testing.assert_array_equal(fewest, [0, 1, 1, 1, 2, 3])
     np.testing.assert_array_equal(most, [0, 1, 2, 2, 2, 3])
 
 
 def test_fpr95_interval_on_separated_samples() -> None:
     negatives, positives = np.arange(1000.0), np.arange(1000.0) + 2000
-    low, high = ranking.fpr_at_tpr_interval(negatives, positives, 0.95, 0.95)
+    low, high = ranking_intervals.fpr_at_tpr_interval(negatives, positives, 0.95, 0.95)
     assert low == 0.0 and high == pytest.approx(1 - 0.0125 ** (1 / 1000))
 
 
@@ -480,11 +484,11 @@ def test_average_precision_floor_is_below_the_population_value() -> None:
     for share in (0.5, 0.2):
         for fpr in (0.05, 0.2, 0.5):
             shift = shift_for_fpr95(fpr)
-            floor = ranking.average_precision_floor(share, fpr, 0.95)
+            floor = ranking_intervals.average_precision_floor(share, fpr, 0.95)
             assert 0.0 < floor < average_precision(shift, share)
     # With no false positives up to recall 0.95 the floor is 0.95 plus the last stretch.
     tail = 0.05 - 1.0 * math.log(2.0 / 1.95)
-    assert ranking.average_precision_floor(0.5, 0.0, 0.95) == pytest.approx(0.95 + tail)
+    assert ranking_intervals.average_precision_floor(0.5, 0.0, 0.95) == pytest.approx(0.95 + tail)
 
 
 def test_population_values_of_the_validity_cases_match_large_samples() -> None:
@@ -520,7 +524,9 @@ def test_closed_form_selective_jackknife_equals_leaving_each_input_out(seed: int
     count = int(rng.integers(2, 40))
     uncertainty = rng.integers(0, 4, count).astype(float) if seed % 2 else rng.random(count)
     correct = rng.random(count) < 0.6
-    jackknife = ranking.selective_jackknife(ranking.ranked(uncertainty, correct))
+    jackknife = ranking_resampled.selective_jackknife(
+        ranking_resampled.ranked(uncertainty, correct)
+    )
     order = np.lexsort((~correct, uncertainty))  # the sorted slots: errors last within ties
     uncertainty, correct = uncertainty[order], correct[order]
     for name, metric in (("aurc", aurc), ("e_aurc", e_aurc)):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 
+from robustness_checks.checks.adversarial_details import AdversarialDetails, BoundDecision, EpsRow
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
@@ -21,7 +22,7 @@ from robustness_checks.checks.common.masking import (
 )
 from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
-from robustness_checks.details import Block, ExampleRow, GatedValue, Strict, metric_value
+from robustness_checks.details import ExampleRow
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.metrics.intervals import clopper_pearson
 from robustness_checks.results import CheckResult, format_number
@@ -72,72 +73,6 @@ class AdversarialCheck(CheckSpec):
 
 
 _RANK = {"failed": 0, "inconclusive": 1, "passed": 2}
-
-
-class EpsRow(Block):
-    """Accuracy under attack and its drop from clean accuracy at one eps, with intervals."""
-
-    eps: float
-    adversarial_accuracy: float
-    adversarial_accuracy_ci: tuple[float, float]
-    accuracy_drop: float
-    accuracy_drop_ci: tuple[float, float]
-
-
-class BoundDecision(Block):
-    """One bound of the check (a metric at an eps) and the rule's outcome for it."""
-
-    eps: float
-    metric: str
-    value: float
-    ci: tuple[float, float]
-    comparison: str
-    threshold: float
-    bound_name: str
-    outcome: str
-    passed: bool
-
-
-class AdversarialDetails(Strict):
-    """Details of an `adversarial` result; gated: both metrics at every eps."""
-
-    headline_gated: ClassVar[bool] = False
-
-    attack: dict[str, Any]
-    eps: list[float]
-    clean_accuracy: float
-    clean_accuracy_ci: tuple[float, float]
-    adversarial_accuracy: float | list[float]
-    accuracy_drop: float | list[float]
-    per_eps: list[EpsRow]
-    decisions: list[BoundDecision]
-    forward_passes: int
-    backward_passes: int
-    failing_examples: list[ExampleRow]
-    examples_used: int | None = None
-    sequential: dict[str, str] | None = None
-    masking_probe: dict[str, Any] | None = None
-    gradient_masking: dict[str, Any] | None = None
-    broken_by: list[dict[str, Any]] | None = None
-    stages: list[dict[str, Any]] | None = None
-
-    def breakdown(self, result: Any) -> list[GatedValue]:
-        return [
-            metric_value(result, metric, row[metric], row[f"{metric}_ci"], eps=row.eps)
-            for row in self.per_eps
-            for metric in ("adversarial_accuracy", "accuracy_drop")
-        ]
-
-    def shown_examples(self) -> list[ExampleRow]:
-        return self.failing_examples
-
-    def attack_label(self) -> str:
-        """The attack's short name, e.g. 'PGD-Linf'."""
-        return str(self.attack.get("label", "attack"))
-
-    def attack_norm(self) -> str:
-        """The attack's norm: 'inf' or '2'."""
-        return str(self.attack.get("norm", ""))
 
 
 @dataclass

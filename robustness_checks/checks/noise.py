@@ -172,7 +172,7 @@ def input_row(
         "draws": estimate.draws,
         "outcome": outcome,
         "nonfinite_inconclusive": undefined,
-        "history": estimate.history,
+        "history": [HistoryPoint(**point) for point in estimate.history],
     }
 
 
@@ -256,7 +256,7 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
             decision_rule="point: an input passes when its estimate reached the relative-error "
             "target and is at most the bound, or when its upper confidence limit is at most the "
             "bound; strict/lenient: by its interval alone",
-            inputs=[InputRow(**row) for row in rows],
+            inputs=[InputRow.model_construct(**row) for row in rows],  # made by input_row
         ),
     )
 

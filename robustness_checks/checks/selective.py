@@ -22,7 +22,7 @@ from robustness_checks.checks.common.scored import (
 from robustness_checks.details import Block
 from robustness_checks.errors import InsufficientData
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.metrics import ranking
+from robustness_checks.metrics import ranking, ranking_intervals, ranking_resampled
 from robustness_checks.metrics.intervals import Estimate, bca_interval, clopper_pearson
 from robustness_checks.results import CheckResult, format_number
 from robustness_checks.spec.schema import Probability
@@ -63,10 +63,10 @@ def measure_selective(
     each with an interval.
 
     accuracy: Clopper-Pearson. accuracy_at_coverage: exact, over the range of the coverage cut
-    (`ranking.selective_accuracy_interval`). aurc and e_aurc: the BCa bootstrap with at
+    (`ranking_intervals.selective_accuracy_interval`). aurc and e_aurc: the BCa bootstrap with at
     least MIN_PER_CLASS errors and correct predictions, otherwise (or when the resamples
-    collapse) the conservative bounds from the error rate (`ranking.aurc_bounds`; e_aurc from 0
-    to AURC's upper bound). Raises InsufficientData without examples.
+    collapse) the conservative bounds from the error rate (`ranking_intervals.aurc_bounds`;
+    e_aurc from 0 to AURC's upper bound). Raises InsufficientData without examples.
     """
     uncertainty = np.asarray(uncertainty, dtype=np.float64).ravel()
     correct = np.asarray(correct, dtype=bool).ravel()
@@ -80,7 +80,9 @@ def measure_selective(
     if "accuracy_at_coverage" in metrics and coverage is not None:
         estimates["accuracy_at_coverage"] = Estimate(
             ranking.selective_accuracy(uncertainty, correct, coverage),
-            ranking.selective_accuracy_interval(uncertainty, correct, coverage, confidence),
+            ranking_intervals.selective_accuracy_interval(
+                uncertainty, correct, coverage, confidence
+            ),
             "exact: Clopper-Pearson over the range of the coverage cut",
         )
     if "aurc" in metrics or "e_aurc" in metrics:
@@ -98,17 +100,17 @@ def _area_estimates(
 ) -> dict[str, Estimate]:
     """AURC and E-AURC with their intervals (see `measure_selective`)."""
     count, right = correct.size, int(correct.sum())
-    item = ranking.ranked(uncertainty, correct)
-    values = ranking.selective_values(item)
+    item = ranking_resampled.ranked(uncertainty, correct)
+    values = ranking_resampled.selective_values(item)
     intervals: dict[str, tuple[float, float] | None] = {}
     if min(right, count - right) >= MIN_PER_CLASS and resamples > 0:
-        drawn = ranking.resampled_selective(item, resamples=resamples, rng=rng)
-        jackknife = ranking.selective_jackknife(item)
+        drawn = ranking_resampled.resampled_selective(item, resamples=resamples, rng=rng)
+        jackknife = ranking_resampled.selective_jackknife(item)
         intervals = {
             name: bca_interval(values[name], drawn[name], [jackknife[name]], confidence)
             for name in drawn
         }
-    low, high = ranking.aurc_bounds(count - right, count, confidence)
+    low, high = ranking_intervals.aurc_bounds(count - right, count, confidence)
     fallback = {"aurc": (low, high), "e_aurc": (0.0, high)}
     found = {}
     for name in ("aurc", "e_aurc"):

@@ -13,8 +13,9 @@ from torch import nn
 from robustness_checks.validity.cases import RULES, ValidityCase
 
 SIZES = (1, 20)  # real hypothesis searches: each seed runs the check end to end
-TRIGGER = 0.2  # a fragile input flips when its brightness rises by more than this
+TRIGGER = 0.1  # a fragile input flips when its brightness rises by more than this
 BUDGET = 0.3  # the brightness perturbation's budget
+MAX_EXAMPLES = 12  # hypothesis test cases per input
 
 
 class Trigger(nn.Module):
@@ -43,8 +44,8 @@ def cases() -> list[ValidityCase]:
             passes=_passes,
             population=(
                 "n inputs, a share = truth of them (at least one when the truth is above 0) hide "
-                "a trigger that a brightness rise above 0.2 fires, within the budget 0.3; the "
-                "check runs hypothesis for real (max_examples 30)"
+                "a trigger that a brightness rise above 0.1 fires, within the budget 0.3; the "
+                "check runs hypothesis for real (max_examples 12)"
             ),
             sizes=SIZES,
             power_size=20,
@@ -93,7 +94,7 @@ def _run(data: Any, n: int, seed: int, confidence: float, rule: str) -> bool:
         decision=rule,
         inputs=n,
         perturbations=[{"kind": "brightness", "max": BUDGET}],
-        max_examples=30,
+        max_examples=MAX_EXAMPLES,
         database=False,
     )
     return result.passed

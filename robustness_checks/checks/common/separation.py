@@ -11,7 +11,7 @@ import numpy as np
 
 from robustness_checks.checks.common.scored import MIN_PER_CLASS, estimate_details, thinned
 from robustness_checks.errors import InsufficientData
-from robustness_checks.metrics import ranking
+from robustness_checks.metrics import ranking, ranking_intervals, ranking_resampled
 from robustness_checks.metrics.intervals import (
     Estimate,
     bca_interval,
@@ -45,9 +45,9 @@ def measure_separation(
     AUROC: the BCa bootstrap (each class resampled on its own when `stratified`, else all
     examples together) with at least MIN_PER_CLASS examples of each class, else Hoeffding's
     bound. AUPR: BCa with at least MIN_AUPR_PER_CLASS of each class, else a lower bound from
-    FPR95's upper bound (`ranking.average_precision_floor`) up to 1. FPR95: exact
-    (`ranking.fpr_at_tpr_interval`). A collapsed bootstrap (all resamples on one side of the
-    value) also falls back. Raises InsufficientData when a class is empty.
+    FPR95's upper bound (`ranking_intervals.average_precision_floor`) up to 1. FPR95: exact
+    (`ranking_intervals.fpr_at_tpr_interval`). A collapsed bootstrap (all resamples on one side
+    of the value) also falls back. Raises InsufficientData when a class is empty.
     """
     negative = np.asarray(negative, dtype=np.float64).ravel()
     positive = np.asarray(positive, dtype=np.float64).ravel()
@@ -56,17 +56,17 @@ def measure_separation(
             f"{negative.size} negatives and {positive.size} positives: the separation metrics "
             "need both"
         )
-    item = ranking.separated(negative, positive)
-    values = ranking.separation_values(item)
+    item = ranking_resampled.separated(negative, positive)
+    values = ranking_resampled.separation_values(item)
     smaller = min(negative.size, positive.size)
     minimum = {"auroc": MIN_PER_CLASS, "aupr": MIN_AUPR_PER_CLASS}
     boot = [name for name in minimum if name in metrics and smaller >= minimum[name]]
     drawn: dict[str, np.ndarray] = {}
     if boot and resamples > 0:
-        drawn = ranking.resampled_separation(
+        drawn = ranking_resampled.resampled_separation(
             item, stratified=stratified, resamples=resamples, rng=rng, metrics=boot
         )
-    jackknife = ranking.separation_jackknife(item) if drawn else {}
+    jackknife = ranking_resampled.separation_jackknife(item) if drawn else {}
     found = {}
     for name in metrics:
         interval = None
@@ -94,7 +94,7 @@ def _fpr95(
     value: float, negative: np.ndarray, positive: np.ndarray, stratified: bool, confidence: float
 ) -> Estimate:
     """FPR95's exact interval."""
-    interval = ranking.fpr_at_tpr_interval(negative, positive, TPR, confidence)
+    interval = ranking_intervals.fpr_at_tpr_interval(negative, positive, TPR, confidence)
     return Estimate(value, interval, "exact: order statistics and Clopper-Pearson")
 
 
@@ -109,8 +109,8 @@ def _aupr_fallback(
     if not stratified:
         level = 1.0 - side_error(confidence)  # each of the two bounds: (1 - c) / 4
         share = float(binomial_bounds(positive.size, count, side_error(level))[0])
-    _, fpr_high = ranking.fpr_at_tpr_interval(negative, positive, TPR, level)
-    floor = ranking.average_precision_floor(share, fpr_high, TPR)
+    _, fpr_high = ranking_intervals.fpr_at_tpr_interval(negative, positive, TPR, level)
+    floor = ranking_intervals.average_precision_floor(share, fpr_high, TPR)
     return Estimate(value, (floor, 1.0), "conservative: from FPR95's upper bound")
 
 
