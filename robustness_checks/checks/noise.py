@@ -185,6 +185,13 @@ def _describe(row: dict[str, Any], level: str) -> str:
     )
 
 
+def verdict(rows: list[dict[str, Any]]) -> Outcome:
+    """The check's outcome from its inputs' verdicts: failed when any input is over the bound,
+    else inconclusive when any is, else passed."""
+    found = {row["outcome"] for row in rows}
+    return "failed" if "over" in found else "inconclusive" if "inconclusive" in found else "passed"
+
+
 def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]) -> CheckResult:
     level = f"{100 * input_level(judging.confidence, len(rows)):.4g}%"
     over = [r for r in rows if r["outcome"] == "over"]
@@ -231,7 +238,7 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
             f"all {len(rows)} inputs within max_probability {format_number(bound)}; "
             f"largest {_describe(worst, level)} [{setting}]"
         )
-    outcome: Outcome = "failed" if over else "inconclusive" if unsure else "passed"
+    outcome = verdict(rows)
     warnings = [statement] if outcome == "inconclusive" and judging.decision == "lenient" else []
     warnings += _nonfinite_warnings(rows)
     return CheckResult(

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats
 
-from robustness_checks.checks.common.decision import Judging
 from robustness_checks.validity.cases import RULES, ValidityCase, violating_value
 
 BOUND = 1e-3
@@ -30,20 +29,17 @@ def cases() -> list[ValidityCase]:
             population=(
                 "n inputs of a linear model whose failure probability under noise is exactly "
                 "the truth; plain Monte Carlo (estimator: mc, 20,000 evaluations, target 0.1) "
-                "simulated draw for draw as binomial batches, decided by the check's code"
+                "simulated draw for draw as binomial batches, decided by the check's code "
+                "(input_row for each input, verdict over them)"
             ),
         )
     ]
 
 
 def _passes(truth: float, n: int, seeds: Sequence[int], confidence: float) -> dict[str, np.ndarray]:
-    from robustness_checks.checks.noise import decide_rows, input_level, input_row
-    from robustness_checks.spec.parse import validate_check
+    from robustness_checks.checks.common.decision import item_passes
+    from robustness_checks.checks.noise import input_level, input_row, verdict
 
-    params = validate_check(
-        {"name": "validity", "type": "noise", "sigma": 0.1, "estimator": "mc",
-         "max_probability": BOUND, "max_evaluations": BUDGET}
-    )  # fmt: skip
     level = input_level(confidence, n)
     found: dict[str, list[bool]] = {rule: [] for rule in RULES}
     for seed in seeds:
@@ -51,8 +47,7 @@ def _passes(truth: float, n: int, seeds: Sequence[int], confidence: float) -> di
         estimates = monte_carlo_estimates(truth, n, level, rng)
         for rule in RULES:
             rows = [input_row(i, 0, e, BOUND, rule) for i, e in enumerate(estimates)]
-            result = decide_rows(Judging(confidence, rule), params, rows)  # type: ignore[arg-type]
-            found[rule].append(result.passed)
+            found[rule].append(item_passes(verdict(rows), rule))  # type: ignore[arg-type]
     return {rule: np.array(values) for rule, values in found.items()}
 
 
@@ -65,13 +60,11 @@ def monte_carlo_estimates(truth: float, n: int, level: float, rng: np.random.Gen
     failures = np.zeros(n, dtype=np.int64)
     draws = np.zeros(n, dtype=np.int64)
     active = np.ones(n, dtype=bool)
-    while active.any():
-        # Every input draws the same schedule: a batch size depends on its draws so far only.
-        size = np.array([next_batch(int(d), BATCH, BUDGET - int(d)) for d in draws])
-        size[~active] = 0
-        active &= size > 0
-        failures += rng.binomial(size, truth)
-        draws += size
+    done = 0  # draws of every input still running: a batch size depends on them alone
+    while active.any() and (size := next_batch(done, BATCH, BUDGET - done)) > 0:
+        failures[active] += rng.binomial(size, truth, size=int(active.sum()))
+        draws[active] += size
+        done += size
         with np.errstate(divide="ignore", invalid="ignore"):
             p = failures / np.maximum(draws, 1)
             error = np.where(failures > 0, np.sqrt((1 - p) / (draws * p)), np.inf)
