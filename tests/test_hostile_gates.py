@@ -141,18 +141,24 @@ def test_a_data_change_is_not_comparable_and_fails_under_strict(
     strict.assert_outcomes(failed=2)
 
 
-def test_a_rule_that_matches_nothing_is_a_usage_error(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_rule_that_matches_nothing_is_a_usage_error(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
     write(pytester)
     run(pytester, "--robustness-save=base").assert_outcomes(passed=2)
     result = run(
         pytester,
+        *workers,
         "-k",
         "not calibrated",
         "--robustness-compare=base",
         "--robustness-compare-fail=ece:+0.01",
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*'ece:+0.01': the key 'ece' matches no check of this run*"])
+    text = result.stdout.str() + result.stderr.str()
+    assert "'ece:+0.01': the key 'ece' matches no check of this run" in text
+    assert "INTERNALERROR" not in text
 
 
 def _doctor(pytester: pytest.Pytester, change: object) -> None:

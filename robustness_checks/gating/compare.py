@@ -30,6 +30,7 @@ class Comparison:
     value: float | None = None  # the baseline's headline, when it is the same metric
     metric: str | None = None  # the baseline's headline metric
     changed: dict[str, bool] = field(default_factory=dict)  # model, data, settings
+    rules: list[str] = field(default_factory=list)  # the rules that gated a value of it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class Comparison:
             "model_changed": self.changed.get("model", False),
             "data_changed": self.changed.get("data", False),
             "settings_changed": self.changed.get("settings", False),
+            "rules": self.rules,
         }
 
 
@@ -171,6 +173,7 @@ class Comparator:
             rules = [rule for rule in self.rules if rule_matches(rule, record, value)]
             if rules:
                 found.gated += 1
+            found.rules += [rule.text for rule in rules if rule.text not in found.rules]
             for rule in rules:
                 message = regressed(value, previous, rule, self.name)
                 if message:

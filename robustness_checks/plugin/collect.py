@@ -29,6 +29,29 @@ def _user_frame(path: str) -> bool:
     return not any(part in path for part in _LIBRARY_PARTS)
 
 
+def checks_of(config: pytest.Config, ids: list[str]) -> list[tuple[str, Any]]:
+    """(node id, check parameters) for node ids of spec checks, (node id, None) for the others:
+    read from the spec files without running them (the xdist controller collects nothing)."""
+    from robustness_checks.spec.parse import load_spec
+
+    specs: dict[str, Any] = {}
+    found: list[tuple[str, Any]] = []
+    for nodeid in ids:
+        path, _, name = nodeid.partition("::")
+        check = None
+        if path.endswith((".yaml", ".yml")):
+            if path not in specs:
+                try:
+                    specs[path] = load_spec(Path(config.rootpath) / path, check_sources=False)
+                except Exception:  # its collection error is reported by the workers
+                    specs[path] = None
+            document = specs[path]
+            if document is not None:
+                check = next((c for c in document.spec.checks if c.name == name), None)
+        found.append((nodeid, check))
+    return found
+
+
 class CheckFailed(Exception):
     """A check that ran and did not meet its bound."""
 

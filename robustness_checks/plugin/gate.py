@@ -36,7 +36,6 @@ class Gate:
         expressions = config.getoption("robustness_compare_fail") or []
         self.strict = bool(config.getoption("robustness_compare_strict"))
         self.comparator: Comparator | None = None
-        self.used: set[str] = set()  # rules that gated at least one value
         try:
             if config.getoption("robustness_save"):
                 check_save_name(config.getoption("robustness_save"))
@@ -63,39 +62,38 @@ class Gate:
     def check_rule_keys(self, items: list[pytest.Item]) -> None:
         """A rule whose key matches no check type, name or gated metric of the checks about to
         run would gate nothing: a usage error naming the rule and the keys that exist."""
-        if self.comparator is None or not self.rules:
+        self.check_rule_keys_of([(item.nodeid, getattr(item, "check", None)) for item in items])
+
+    def check_rule_keys_of(self, collected: list[tuple[str, Any]]) -> None:
+        """`check_rule_keys` from (node id, check parameters or None) pairs: the parameters of
+        spec checks, None for test functions (their recorded results are known from the
+        baseline)."""
+        if self.comparator is None or not self.rules or not collected:
             return
+        import difflib
+        import fnmatch
+
+        from robustness_checks.checks.registry import CHECK_TYPES
         from robustness_checks.gating.compare import rule_keys
 
         types, names, metrics = set(), set(), set()
-        for item in items:
-            check = getattr(item, "check", None)
-            if check is not None and hasattr(check, "type"):
-                from robustness_checks.checks.registry import CHECK_TYPES
-
-                entry = CHECK_TYPES.get(check.type)
+        for _, check in collected:
+            entry = CHECK_TYPES.get(getattr(check, "type", ""))
+            if entry is not None:
                 types.add(check.type)
                 names.add(check.name)
-                if entry is not None:
-                    metrics.update(entry.gated_metrics(check))
-        # Results that test functions record: known from the baseline for the tests collected.
-        collected = {item.nodeid for item in items}
-        recorded = [r for r in self.comparator.records.values() if r.get("nodeid") in collected]
+                metrics.update(entry.gated_metrics(check))
+        ids = {nodeid for nodeid, _ in collected}
+        recorded = [r for r in self.comparator.records.values() if r.get("nodeid") in ids]
         found = rule_keys(recorded)
         types |= found["types"]
         names |= found["names"]
         metrics |= found["metrics"]
-        if not items:
-            return
-        import fnmatch
-
         for rule in self.rules:
             if rule.key in SPECIAL_KEYS or rule.key in types or rule.key in metrics:
                 continue
             if any(fnmatch.fnmatchcase(name, rule.key) for name in names):
                 continue
-            import difflib
-
             close = difflib.get_close_matches(rule.key, [*types, *metrics, *names], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise pytest.UsageError(
@@ -113,11 +111,6 @@ class Gate:
             return None
         found = self.comparator.judge(record)
         record["baseline"] = found.as_json()
-        from robustness_checks.gating.compare import rule_matches
-
-        for rule in self.rules:
-            if any(rule_matches(rule, record, value) for value in _values(record)):
-                self.used.add(rule.text)
         if found.reasons and not self.strict:
             warnings.warn(
                 NotComparableWarning(
@@ -150,14 +143,10 @@ class Gate:
                 lines.append(
                     f"warning: {len(found[key])} checks {text.format(name=self.name)}: {shown}"
                 )
+        # Which rules gated a value is in each record (judged in the xdist workers).
+        used = {text for r in results for text in (r.get("baseline") or {}).get("rules") or []}
         unused = [rule.text for rule in self.rules if rule.key not in ("evaluations", "seconds")]
-        idle = [text for text in unused if text not in self.used]
+        idle = [text for text in unused if text not in used]
         if idle and results:
             lines.append(f"warning: rules that gated no value: {', '.join(idle)}")
         return lines
-
-
-def _values(record: dict[str, Any]) -> list[Any]:
-    from robustness_checks.gating.compare import gated_of
-
-    return gated_of(record)

@@ -48,6 +48,8 @@ def pytest_configure(config: pytest.Config) -> None:
 class _XdistHooks:
     """Registered only when pytest-xdist is installed, since its hook needs xdist's spec."""
 
+    checked_keys = False
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if not hasattr(report, "node"):  # only the controller receives workers' reports
@@ -63,6 +65,20 @@ class _XdistHooks:
         text = str(getattr(report, "longrepr", "") or "")
         if report.failed and "crashed while running" in text:
             state.record_crash(report.nodeid, text.strip().splitlines()[-1])
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """The rule keys against what the first worker collected (every worker collects the
+        same items); a usage error ends the run with exit code 4."""
+        if self.checked_keys:
+            return
+        self.checked_keys = True
+        from robustness_checks.plugin.collect import checks_of
+
+        try:
+            get_session(node.config).gate.check_rule_keys_of(checks_of(node.config, ids))
+        except pytest.UsageError as error:
+            pytest.exit(f"ERROR: {error}", returncode=pytest.ExitCode.USAGE_ERROR)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
@@ -88,8 +104,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """A --robustness-compare-fail rule that matches no check of the run is a usage error."""
-    get_session(session.config).gate.check_rule_keys(session.items)
+    """A --robustness-compare-fail rule that matches no check of the run is a usage error (under
+    xdist the controller checks it, from the node ids the workers collected)."""
+    if not _is_worker(session.config):
+        get_session(session.config).gate.check_rule_keys(session.items)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -38,6 +38,7 @@ class BaselineComparison(_Model):
     model_changed: bool
     data_changed: bool
     settings_changed: bool
+    rules: list[str] = Field(default_factory=list, description="the rules that gated a value")
 
 
 class NoDetails(_Model):
