@@ -107,24 +107,31 @@ def decision_table(confidence: float = 0.95) -> list[str]:
 
 
 def gate_table() -> list[str]:
-    """The gate validity table: one row per check type, regression and rule form."""
+    """The gate validity table: one row per check type and run (the unchanged rerun, each
+    regression), the rule forms tried on it and how many failed it as they should."""
     from robustness_checks.checks.registry import CHECK_TYPES
     from robustness_checks.validity.gate_cases import gate_outcomes
 
     lines = [
-        "| type | regression | rule | fails | as it should |",
+        "| type | run against the baseline | rule forms | failed the check | as they should |",
         "| --- | --- | --- | --- | --- |",
     ]
     wrong = []
     for entry in CHECK_TYPES.values():
         for case in entry.gate_case_list() or []:
+            runs: dict[tuple[str, str], list[Any]] = {}
             for outcome in gate_outcomes(case):
+                runs.setdefault((outcome.regression, outcome.metric), []).append(outcome)
+            for (regression, metric), outcomes in runs.items():
+                label = f"{regression} (worse {metric})" if metric else regression
+                rules = ", ".join(f"`{o.rule}`" for o in outcomes)
+                failed = sum(o.failed for o in outcomes)
+                right = all(o.right for o in outcomes)
                 lines.append(
-                    f"| {outcome.case} | {outcome.regression} | `{outcome.rule}` | "
-                    f"{'yes' if outcome.failed else 'no'} | {'yes' if outcome.right else 'NO'} |"
+                    f"| {case.check_type} | {label} | {rules} | {failed} of {len(outcomes)} | "
+                    f"{'yes' if right else 'NO'} |"
                 )
-                if not outcome.right:
-                    wrong.append(f"{outcome.case} {outcome.regression} {outcome.rule}")
+                wrong += [f"{o.case} {o.regression} {o.rule}" for o in outcomes if not o.right]
     lines.append("")
     lines.append("Wrong: " + ("; ".join(wrong) if wrong else "none."))
     return lines
