@@ -1,8 +1,7 @@
 """Shared test set-up."""
 
-from collections.abc import Iterator
-
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -73,3 +72,14 @@ def _no_schema_violations() -> Iterator[None]:
     yield
     found, _SCHEMA_VIOLATIONS[:] = list(_SCHEMA_VIOLATIONS), []
     assert not found, "reports that do not match the results schema:\n" + "\n".join(found[:5])
+
+
+@pytest.fixture(scope="module")
+def registry_with_examples() -> Iterator[dict]:
+    """The check type registry with the docs' example packages installed into it (as pip would),
+    for the validity harnesses; the registry as before afterwards."""
+    from robustness_checks.checks.registry import CHECK_TYPES
+    from robustness_checks.validity.packages import example_packages, installed
+
+    with installed(example_packages()):
+        yield dict(CHECK_TYPES)

@@ -3,31 +3,17 @@ a known regression fails every rule form, and an unchanged rerun fails none."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from robustness_checks.checks.registry import CHECK_TYPES
-from robustness_checks.validity.__main__ import example_packages, installed
 from robustness_checks.validity.gate_cases import gate_outcomes
+from robustness_checks.validity.packages import registered_types
 
 
-@pytest.fixture(scope="module")
-def registry() -> Iterator[dict]:
-    with installed(example_packages()):
-        yield dict(CHECK_TYPES)
-
-
-def _type_names() -> list[str]:
-    with installed(example_packages()):
-        return sorted(CHECK_TYPES)
-
-
-@pytest.mark.parametrize("name", _type_names())
+@pytest.mark.parametrize("name", registered_types())
 def test_every_rule_form_catches_a_known_regression(
-    name: str, registry: dict, one_thread: None
+    name: str, registry_with_examples: dict, one_thread: None
 ) -> None:
-    entry = registry[name]
+    entry = registry_with_examples[name]
     cases = entry.gate_case_list()
     assert cases, f"check type {name!r} declares no gate cases"
     for case in cases:
