@@ -22,7 +22,7 @@ demo: $(STAMP)
 		--robustness-html=$(REPORTS)/robustness.html
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
 lint: $(STAMP)
 	$(PY) -m ruff check robustness_checks tests benchmarks

@@ -251,3 +251,20 @@ def test_broken_third_party_check_types_fail_alone_and_name_themselves(tmp_path:
         assert f"check type {name!r} (from plugin_{name}) returned {kind}" in error
     assert "returned value nan with outcome 'passed'" in records["nan_passes"]["error"]
     assert "Traceback" not in out and "AttributeError" not in out
+
+
+def test_terminal_text_escapes_control_characters_and_lone_surrogates() -> None:
+    from robustness_checks.reporting.terminal import safe_text, summary_lines
+
+    assert safe_text("a\x1b[31mred\ttab\x00nul\udc80 naïve ✓") == (
+        "a\\x1b[31mred\\ttab\\x00nul\\udc80 naïve ✓"
+    )
+    record = {
+        "nodeid": "x.py::test_it",
+        "id": "x.py::test_it::bad\x1bname",
+        "type": "calibration",
+        "metric": "ece",
+        "value": 0.1,
+        "outcome": "passed",
+    }
+    assert "\x1b" not in "\n".join(summary_lines([record]))
