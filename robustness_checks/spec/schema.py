@@ -85,7 +85,9 @@ class ModelSpec(ModelSource):
     preprocess: Preprocess | None = None
     ensemble: list[ModelSource] | None = Field(None, min_length=1)
     output: str | Annotated[int, Field(ge=0)] | None = Field(
-        None, description="key or index of the logits when forward returns a dict or tuple"
+        None,
+        description="key, index or attribute of the logits when forward returns a dict, a "
+        "tuple or an object",
     )
 
 

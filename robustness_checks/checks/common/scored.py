@@ -42,7 +42,12 @@ class ScoredCheck(CheckSpec):
     )
     epsilon: Annotated[float, Field(ge=0.0)] = Field(0.0014, description="ODIN input step")
     bootstrap: Annotated[
-        int, Field(ge=0, le=100_000, description="bootstrap resamples; 0: none")
+        int,
+        Field(
+            ge=0,
+            le=100_000,
+            description="bootstrap resamples; 0: the conservative intervals instead",
+        ),
     ] = 1000
 
     def score_options(self) -> ScoreOptions:
