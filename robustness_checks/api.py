@@ -30,6 +30,7 @@ from robustness_checks.loading.device import resolve_device
 from robustness_checks.results import CheckResult
 from robustness_checks.settings import (
     SettingsLayer,
+    in_session,
     measured_settings,
     resolve_call,
     settings_fingerprint,
@@ -112,13 +113,15 @@ def run_check(
     if settings.timeout is not None:
         context.watch(Watch(check_name, settings.timeout))
     result = execute(context, spec)
-    measured = measured_settings(spec, settings, bounds=bounds, precision=precision)
-    result.settings = measured
-    result.fingerprints = Fingerprints(
-        model=fingerprint_model(model, *(ensemble or [])),
-        data=fingerprint_examples(examples, extra_data),
-        check=settings_fingerprint(measured),
-    )
+    result.settings = measured_settings(spec, settings, bounds=bounds, precision=precision)
+    if in_session():
+        # Inside pytest its result may be saved as or compared with a baseline: what it was
+        # measured on (hashing weights and data is not worth it for a plain library call).
+        result.fingerprints = Fingerprints(
+            model=fingerprint_model(model, *(ensemble or [])),
+            data=fingerprint_examples(examples, extra_data),
+            check=settings_fingerprint(result.settings),
+        )
     emit_warnings(result)
     return result
 

@@ -159,6 +159,11 @@ def reset_session_layers(token: Any) -> None:
     _SESSION.reset(token)
 
 
+def in_session() -> bool:
+    """Whether checks run inside a pytest session with the plugin (results may be gated)."""
+    return _SESSION.get() is not None
+
+
 def resolve_call(check: SettingsLayer) -> RunSettings:
     """Settings of a check run from Python: the pytest session's command line, then the call's
     own arguments, then the session's ini, then the defaults."""

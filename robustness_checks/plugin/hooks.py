@@ -124,7 +124,8 @@ def pytest_runtestloop(session: pytest.Session):  # type: ignore[no-untyped-def]
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
-    """With pytest-html active, a check's row carries its plot as an extra."""
+    """A test whose recorded results regressed against the baseline fails; a check that could
+    not measure is an error; with pytest-html active, a check's row carries its plot."""
     report = yield
     regressions = item.stash.get(REGRESSIONS, None)
     if call.when == "call" and regressions and report.passed:

@@ -44,21 +44,18 @@ def write_outputs(config: pytest.Config, state: Any, *, complete: bool) -> bool:
     is named in the summary and never stops the others. Returns whether any failed."""
     from robustness_checks.reporting.json_report import results_document
 
-    json_path = config.getoption("robustness_json")
-    html_path = config.getoption("robustness_html")
-    save_name = config.getoption("robustness_save")
-    if not (json_path or html_path or save_name):
-        return False
     document = results_document(state.sorted_results(), state.devices, state.specs)
+    writers = [w for w in _writers(config, state, document, complete) if w[1]]
+    if not writers:
+        return False
     document["complete"] = complete
     if state.gate.active:
         document["baseline_comparison"] = state.gate.coverage(document["results"])
+    json_path, html_path = config.getoption("robustness_json"), config.getoption("robustness_html")
+    folder = Path(json_path or html_path).parent if json_path or html_path else state.gate.storage
     failed = False
-    folder = Path(json_path or html_path or state.gate.storage / "x").parent
     with _lock(folder):
-        for what, wanted, write in _writers(config, state, document, complete):
-            if not wanted:
-                continue
+        for what, wanted, write in writers:
             try:
                 write()
             except Exception as error:

@@ -103,10 +103,14 @@ def gate_outcomes(case: GateCase) -> list[GateOutcome]:
 
 
 def _record(case: GateCase, model: nn.Module, data: Any) -> dict[str, Any]:
+    """The results record of one run, made as in a pytest session (with the fingerprints that
+    baselines compare), whether or not one is running."""
     from robustness_checks.api import run_check
+    from robustness_checks.settings import SettingsLayer, session_layers
 
     options = {"device": "cpu", "seed": 0, **case.options}
-    result = run_check(case.check_type, model, data, name=CHECK_NAME, **options, **case.params)
+    with session_layers(SettingsLayer(), SettingsLayer()):
+        result = run_check(case.check_type, model, data, name=CHECK_NAME, **options, **case.params)
     return {"nodeid": f"gate::{CHECK_NAME}", "spec": "gate", **result.to_dict()}
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustness_checks.details import ExampleRow
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.watch import CheckTimeout
 from robustness_checks.reporting.images import SHOWN_EXAMPLES
@@ -71,7 +72,7 @@ def input_saliency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor
     return gradient.detach().abs()
 
 
-def add_saliency(context: CheckContext, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+def add_saliency(context: CheckContext, rows: list[ExampleRow]) -> dict[str, Any] | None:
     """Give the shown rows with pixels a `saliency` map at the example they show (input plus
     perturbation): |d logit_label / d x|, the largest over channels, scaled to [0, 1] by its
     `saliency_max`. For the report only, so these passes stay out of `evaluations`; returns a
@@ -79,17 +80,17 @@ def add_saliency(context: CheckContext, rows: list[dict[str, Any]]) -> dict[str,
     # Plain autograd instead of captum: one forward and one backward pass on at most
     # SHOWN_EXAMPLES inputs, through the counted model wrapper (precision, memory format, time
     # limit); captum's Saliency is the same gradient, and importing captum costs about a second.
-    chosen = [row for row in rows if "input" in row and "shape" in row][:SHOWN_EXAMPLES]
-    chosen = [row for row in chosen if row["shape"] == chosen[0]["shape"]] if chosen else []
+    chosen = [row for row in rows if row.input is not None and row.shape][:SHOWN_EXAMPLES]
+    chosen = [row for row in chosen if row.shape == chosen[0].shape] if chosen else []
     if not chosen:
         return None
     before = context.counter.count
     dtype = context.examples.x.dtype if context.examples.x.is_floating_point() else torch.float32
-    x = torch.tensor([row["input"] for row in chosen], dtype=dtype)
-    if any("perturbation" in row for row in chosen):
-        x = x + torch.tensor([row.get("perturbation") or [0.0] * x.shape[1] for row in chosen])
-    x = x.reshape(len(chosen), *chosen[0]["shape"]).to(context.device)
-    labels = torch.tensor([int(row["label"]) for row in chosen], device=context.device)
+    x = torch.tensor([row.input for row in chosen], dtype=dtype)
+    if any(row.perturbation is not None for row in chosen):
+        x = x + torch.tensor([row.perturbation or [0.0] * x.shape[1] for row in chosen])
+    x = x.reshape(len(chosen), *chosen[0].shape).to(context.device)
+    labels = torch.tensor([row.label for row in chosen], device=context.device)
     try:
         maps = input_saliency(context.model, x, labels)
     except CheckTimeout:
@@ -102,8 +103,8 @@ def add_saliency(context: CheckContext, rows: list[dict[str, Any]]) -> dict[str,
     for row, plane in zip(chosen, maps.flatten(1).cpu().double(), strict=True):
         largest = float(plane.max())
         scaled = plane / largest if largest > 0 else plane
-        row["saliency"] = [round(float(v), 3) for v in scaled]
-        row["saliency_max"] = float(f"{largest:.6g}")
+        row.saliency = [round(float(v), 3) for v in scaled]
+        row.saliency_max = float(f"{largest:.6g}")
     return {
         "method": "input gradient |d logit(label) / d x| at the example shown, max over channels",
         "examples": len(chosen),
