@@ -147,6 +147,18 @@ class ExampleRow(Block):
     saliency_max: float | None = None
 
 
+class ModelRandomness(Block):
+    """Whether the model gave different outputs for the same inputs, from two eval-mode passes
+    over the first examples before the check ran, and what the check does about it."""
+
+    random: bool
+    examples: int
+    changed_predictions: int
+    largest_change: float
+    forward_passes: int
+    handling: str | None = None
+
+
 class Details(Block):
     """Details of a result. The base accepts any keys (third-party types that declare no model);
     each built-in type subclasses it with its fields and `extra="forbid"`, so a renamed key is
@@ -162,6 +174,8 @@ class Details(Block):
     score_histogram: ScoreHistogram | None = None
     confusion_matrix: ConfusionMatrix | None = None
     saliency_maps: dict[str, Any] | None = None
+    # Every check learns whether the model is random (the runner fills it in).
+    model_randomness: ModelRandomness | None = None
 
     def shown_examples(self) -> list[ExampleRow]:
         """The examples the report pictures (failing ones); none by default."""

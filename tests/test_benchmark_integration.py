@@ -125,7 +125,9 @@ def test_rounds_run_the_check_that_often_and_keep_one_result(pytester: pytest.Py
     assert calibrated["baseline"]["settings_changed"] is False
     # The second run ran `calibrated` twice and `log-loss` once: one more run of calibrated.
     second = evaluated(pytester) - once
-    assert second - once == calibrated["evaluations"] == 60
+    # Each run also makes the two passes of the randomness probe, which `evaluations` leaves out.
+    probe = calibrated["details"]["model_randomness"]["forward_passes"]
+    assert second - once == calibrated["evaluations"] + probe == 60 + 2 * 32
     rounds = {
         bench["name"]: bench["stats"]["rounds"]
         for bench in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
@@ -136,7 +138,8 @@ def test_rounds_run_the_check_that_often_and_keep_one_result(pytester: pytest.Py
 def test_without_benchmark_options_rounds_are_ignored(pytester: pytest.Pytester) -> None:
     write(pytester, extra=", benchmark: {rounds: 3}")
     pytester.runpytest("-p", "no:xdist").assert_outcomes(passed=2)
-    assert evaluated(pytester) < 3 * 60  # each check ran once (a second run would be 180)
+    # Each check ran once: 60 inputs and the randomness probe's two passes over 32.
+    assert evaluated(pytester) == 2 * (60 + 2 * 32)
     assert not list((pytester.path / ".benchmarks").rglob("*.json"))
 
 

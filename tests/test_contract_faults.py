@@ -440,9 +440,10 @@ BATCH_NORM_WITHOUT_STATISTICS = (
 )
 FUNCTIONAL_DROPOUT = (
     "the model's forward pass calls torch.nn.functional.dropout(..., p=0.3, training=True) "
-    "although the model is in eval mode, so it zeroes random activations at every call and "
-    "results change from run to run. Pass training=self.training (F.dropout(x, p, "
-    "training=self.training)), or use an nn.Dropout module, which model.eval() switches off"
+    "although the model is in eval mode, so it zeroes random activations at every call: the "
+    "model is random and checks treat it as such. If that is not meant, pass "
+    "training=self.training (F.dropout(x, p, training=self.training)), or use an nn.Dropout "
+    "module, which model.eval() switches off"
 )
 
 
@@ -459,12 +460,20 @@ def test_batch_norm_without_running_statistics_is_a_warning(
 def test_functional_dropout_is_a_warning(digits: tuple[Tensor, Tensor]) -> None:
     with pytest.warns(robustness_checks.RobustnessWarning):
         result = robustness_checks.calibration(FunctionalDropout(), digits, bootstrap=10)
-    assert result.warnings == [FUNCTIONAL_DROPOUT]
+    assert result.warnings[1:] == [FUNCTIONAL_DROPOUT]
+    assert result.warnings[0].startswith("the model is random: two passes over the same 32")
     assert result.evaluations == 60
     with pytest.warns(robustness_checks.RobustnessWarning):
         attacked = robustness_checks.adversarial(FunctionalDropout(), digits, eps=0.05, steps=2)
     assert FUNCTIONAL_DROPOUT in attacked.warnings
-    assert attacked.evaluations == 60 * 4  # clean pass, 2 steps, last point: as for any model
+    # A random model: 20 draws per query (clean pass, 2 steps, last point), then 32 fresh draws
+    # judge the clean inputs and the kept points.
+    assert attacked.details["random_model"].as_json() == {
+        "eot": 20,
+        "draws": 32,
+        "accuracy": "expected",
+    }
+    assert attacked.evaluations == 60 * (20 * 4 + 32 * 2)
 
 
 def test_modules_kept_in_training_and_forward_calling_train_are_warnings(

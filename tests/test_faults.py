@@ -553,7 +553,7 @@ class StopsOnThirdCheck(torch.nn.Module):
 
     def forward(self, x):
         self.calls += 1
-        if self.calls == 3:
+        if self.calls == 7:  # the third check's randomness probe (two passes, then the check's)
             raise KeyboardInterrupt
         return self.net(x)
 

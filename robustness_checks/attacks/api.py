@@ -23,7 +23,8 @@ from robustness_checks.attacks.arguments import (
     check_nonnegative,
 )
 from robustness_checks.attacks.candidates import Candidates
-from robustness_checks.attacks.evaluation import Evaluator, eval_mode
+from robustness_checks.attacks.evaluation import Evaluator, KeptByLoss, eval_mode
+from robustness_checks.attacks.expectation import DEFAULT_DRAWS, Expectation, Judged, judge
 from robustness_checks.attacks.layout import MAX_CHUNK_ELEMENTS, Rows
 from robustness_checks.attacks.pgd import pgd
 from robustness_checks.attacks.regions import (
@@ -62,10 +63,12 @@ def run_attack(
     loss: AttackLoss = "ce",
     queries: int = 5000,
     p_init: float | None = None,
-    version: Literal["standard", "fast"] = "standard",
+    version: Literal["standard", "fast", "rand"] = "standard",
     bounds: tuple[float, float] | None = (0.0, 1.0),
     generator: RandomSource = None,
     max_batch: int | None = None,
+    eot: int | None = None,
+    draws: int = DEFAULT_DRAWS,
 ) -> AttackResult:
     """Attack `model` on raw inputs `x` with labels `y` at every eps, in one batched run.
 
@@ -88,8 +91,10 @@ def run_attack(
       `loss` is cross-entropy); `steps`, `restarts`, `random_start`, `step_size` are unused.
     - 'auto': per example the worst case over APGD-CE, APGD-T (targeted DLR) and Square, each
       run only on the examples still robust (`version` 'standard' or the cheaper 'fast'; see
-      `robustness_checks.attacks.auto.run_auto`, which gets norm, eps, bounds, generator and
-      max_batch; the other options are unused). The result is an `AutoAttackResult`.
+      `robustness_checks.attacks.auto.run_auto`, which gets norm, eps, bounds, generator,
+      max_batch, eot and draws; the other options are unused). The result is an
+      `AutoAttackResult`. Version 'rand' is AutoAttack's for random models: APGD-CE and
+      APGD-DLR with expectation over `eot` (default 20) draws.
     - 'uniform': `restarts` draws uniform in the eps-ball.
     - 'gaussian': `restarts` Gaussian draws: L-inf, sigma = eps per coordinate, then clipped to
       the ball; L2, sigma = eps / sqrt(d) (so E||noise||^2 = eps^2 and E||noise|| ~ eps), then
@@ -118,6 +123,12 @@ def run_attack(
     separate calls.
     max_batch: most rows (eps x example pairs) evaluated in one batch; default: as many rows as
     hold 2**22 input elements, but at least len(x).
+    eot: None for a deterministic model. For a random model (input noise, dropout left on,
+    random transforms) the number of draws whose logits are averaged at every query of the
+    attack (expectation over transformation, see `expectation.Expectation`; 1: one draw per
+    query); points are then kept by loss alone (`early_stop` is ignored: a point that one lucky
+    draw misclassifies is not broken), and `draws` fresh passes judge each kept point and each
+    clean input (the result's `expected_accuracy`, `clean_expected_accuracy`).
     The model runs in eval mode for the call (its flags are restored afterwards); gradients come
     from torch.autograd.grad with respect to the input only.
     """
@@ -136,7 +147,11 @@ def run_attack(
             bounds=bounds,
             generator=generator,
             max_batch=max_batch,
+            eot=eot,
+            draws=draws,
         )
+    if version == "rand":
+        raise ValueError("version='rand' applies to method 'auto'; give eot for other methods")
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}: use one of {', '.join(LOSSES)}")
     if loss == "dlr" and method not in ("pgd", "apgd"):
@@ -155,18 +170,25 @@ def run_attack(
     if step_size is not None:
         check_nonnegative("step_size", step_size)
     bounds = check_inputs(x, y, bounds, generator, max_batch)
+    random_model = eot is not None
+    if random_model:
+        check_int("eot", eot, 1)
+        check_int("draws", draws, 1)
+        early_stop = False
 
     with eval_mode(model), torch.inference_mode(False):
         x = x.clone() if x.is_inference() else x.detach()
         y = y.to(device=x.device, dtype=torch.long)
         if bounds is not None and bool(((x < bounds[0]) | (x > bounds[1])).any()):
             raise ValueError(f"x has values outside bounds {bounds}")
-        ev = Evaluator(model)
+        ev = Evaluator(Expectation(model, eot), eot) if random_model else Evaluator(model)
         n, count = x.shape[0], len(eps_values)
 
         leaf = x.clone().requires_grad_(True) if method == "fgsm" else x
         clean_logits = ev(leaf)
         objective = make_objective(loss, targeted is not None, clean_logits.shape[1])
+        if random_model:
+            objective = KeptByLoss(objective)
         if top_n:
             targets = top_targets(clean_logits.detach(), y, targeted)  # (N, n)
         elif targeted is not None:
@@ -191,7 +213,7 @@ def run_attack(
             step_rows = torch.full_like(eps_rows, step_size)
         else:
             step_rows = eps_rows * (rel_step_size / max(steps, 1))
-        per_example = max(1, math.prod(x.shape[1:]))
+        per_example = max(1, math.prod(x.shape[1:])) * (eot or 1)
         chunk = max_batch or max(n, MAX_CHUNK_ELEMENTS // per_example)
         rows = Rows(x, eps_rows, labels, step_rows, norm_name, bounds, chunk)
         row_logits = clean_logits.repeat(copies * count, 1)
@@ -235,13 +257,19 @@ def run_attack(
                 ev, objective, rows, best, [unit_direction(grad, norm_name)], early_stop=False
             )
         else:
-            draws = _draws(method, norm_name, x, restarts, generator)
-            single_shot(ev, objective, rows, best, draws, early_stop=early_stop)
+            noise = _draws(method, norm_name, x, restarts, generator)
+            single_shot(ev, objective, rows, best, noise, early_stop=early_stop)
 
-    kept_targets = None if targets is None else targets[0]
-    if top_n:
-        best, kept_targets = reduce_targets(best, targets)
-        kept_targets = kept_targets.view(count, n)
+        kept_targets = None if targets is None else targets[0]
+        if top_n:
+            best, kept_targets = reduce_targets(best, targets)
+            kept_targets = kept_targets.view(count, n)
+        judged = Judged()
+        if random_model:
+            judged = judge(model, x, y, best.x.view(count, n, *x.shape[1:]), draws, max_batch)
+    success = best.success.view(count, n)
+    if random_model:
+        success = judged.expected < 0.5
     return AttackResult(
         method=method,
         norm=norm_name,
@@ -249,13 +277,16 @@ def run_attack(
         adversarial=best.x.view(count, n, *x.shape[1:]),
         logits=best.logits.view(count, n, -1),
         loss=best.loss.view(count, n),
-        success=best.success.view(count, n),
+        success=success,
         clean_logits=clean_logits,
         targets=kept_targets,
-        forward_passes=ev.forward_passes,
+        forward_passes=ev.forward_passes + judged.forward_passes,
         backward_passes=ev.backward_passes,
         zero_gradients=ev.zero_gradients,
         gradient_examples=ev.gradient_examples,
+        eot=eot,
+        expected_accuracy=judged.expected,
+        clean_expected_accuracy=judged.clean,
     )
 
 

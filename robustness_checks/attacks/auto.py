@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -12,17 +11,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustness_checks.attacks.apgd import (
-    DLRObjective,
-    apgd,
-    make_objective,
-    reduce_targets,
-    row_labels,
     top_targets,
 )
-from robustness_checks.attacks.arguments import check_inputs
+from robustness_checks.attacks.arguments import check_inputs, check_int
 from robustness_checks.attacks.candidates import Candidates
-from robustness_checks.attacks.evaluation import Evaluator, Objective, eval_mode
-from robustness_checks.attacks.layout import MAX_CHUNK_ELEMENTS, Rows
+from robustness_checks.attacks.evaluation import Evaluator, eval_mode
+from robustness_checks.attacks.expectation import (
+    DEFAULT_DRAWS,
+    DEFAULT_EOT,
+    Expectation,
+    Judged,
+    judge,
+)
 from robustness_checks.attacks.regions import (
     Bounds,
     NormName,
@@ -31,12 +31,12 @@ from robustness_checks.attacks.regions import (
     unit_noise,
 )
 from robustness_checks.attacks.result import AttackResult
-from robustness_checks.attacks.square import square
+from robustness_checks.attacks.stage import run_stage
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.execution.random_streams import ExampleStream
 from robustness_checks.execution.seeding import derive_seed
 
-AutoVersion = Literal["standard", "fast"]
+AutoVersion = Literal["standard", "fast", "rand"]
 VERSIONS: tuple[str, ...] = get_args(AutoVersion)
 # Per version: APGD-CE steps, APGD-T targets, APGD-T steps, Square queries. `standard` is
 # AutoAttack's (Croce and Hein 2020) without FAB-T. `fast` keeps APGD-CE and the 9 targets (the
@@ -46,6 +46,7 @@ BUDGETS: dict[str, tuple[int, int, int, int]] = {
     "standard": (100, 9, 100, 5000),
     "fast": (100, 9, 25, 300),
 }
+RAND_STEPS = 100  # `rand`: APGD-CE and APGD-DLR, each with expectation over `eot` draws
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,14 @@ def auto_stages(version: str, classes: int) -> list[Stage]:
     other classes, 100 steps), Square (5000 queries). fast: the same with 25 APGD-T steps and
     300 Square queries.
     With 3 classes the second stage is untargeted APGD-DLR; with 2 it is left out (the DLR
-    losses need 3 and 4 classes).
+    losses need 3 and 4 classes). rand (AutoAttack's for random models): APGD-CE and untargeted
+    APGD-DLR, 100 steps each (run on the model's logits averaged over draws).
     """
+    if version == "rand":
+        stages = [Stage("APGD-CE", {"method": "apgd", "loss": "ce", "steps": RAND_STEPS})]
+        if classes >= 3:
+            stages.append(Stage("APGD-DLR", {"method": "apgd", "loss": "dlr", "steps": RAND_STEPS}))
+        return stages
     if version not in BUDGETS:
         raise ValueError(f"unknown auto version {version!r}: use one of {', '.join(VERSIONS)}")
     steps, targets, dlr_steps, queries = BUDGETS[version]
@@ -130,6 +137,8 @@ def run_auto(
     bounds: tuple[float, float] | None = (0.0, 1.0),
     generator: RandomSource = None,
     max_batch: int | None = None,
+    eot: int | None = None,
+    draws: int = DEFAULT_DRAWS,
 ) -> AutoAttackResult:
     """Per eps and example, the worst case over the stages of `version` (see `auto_stages`).
 
@@ -147,22 +156,33 @@ def run_auto(
     run alone with the same random streams (each stage's stream comes from
     `stage_generator`). `loss` of the result is the cross-entropy to the label; `success`
     means misclassified. `forward_passes` counts every input the model saw, the clean pass and
-    the stages' passes (per stage in `stages`). `run` (run_attack passes itself) is unused.
+    the stages' passes (per stage in `stages`).
+    A random model (`eot` given; version 'rand' defaults it to 20): every stage attacks the
+    logits averaged over `eot` draws, on every example, keeping points by loss alone (see
+    `run_attack`'s eot); a row leaves the later stages once the averaged logits misclassify its
+    point. `draws` fresh passes then judge the kept points (`expected_accuracy`).
     """
     eps_list = [float(e) for e in eps]
     norm_name = parse_norm(norm)
     bounds = check_inputs(x, y, bounds, generator, max_batch)
+    if version == "rand" and eot is None:
+        eot = DEFAULT_EOT
+    random_model = eot is not None
+    if random_model:
+        check_int("eot", eot, 1)
+        check_int("draws", draws, 1)
+    attacked = Expectation(model, eot) if random_model else model
     with eval_mode(model), torch.inference_mode(False):
         x = x.clone() if x.is_inference() else x.detach()
         y = y.to(device=x.device, dtype=torch.long)
         if bounds is not None and bool(((x < bounds[0]) | (x > bounds[1])).any()):
             raise ValueError(f"x has values outside bounds {bounds}")
-        ev = Evaluator(model)
+        ev = Evaluator(attacked, eot or 1)
         clean_logits = ev(x).detach()
         if not bool(torch.isfinite(clean_logits).all()):
             raise ModelOutputError("the model returned non-finite logits on the clean inputs")
-        worst = _Worst(x, y, clean_logits, len(eps_list))
-        attack = _Stages(model, worst, norm_name, bounds, generator, max_batch)
+        worst = _Worst(x, y, clean_logits, len(eps_list), attack_all=random_model)
+        attack = _Stages(attacked, worst, norm_name, bounds, generator, max_batch, eot)
         outcomes = []
         for stage in auto_stages(version, clean_logits.shape[1]):
             broken = torch.zeros(len(eps_list), dtype=torch.long, device=x.device)
@@ -170,6 +190,9 @@ def run_auto(
             for row, e in enumerate(eps_list):
                 attack(stage, outcome, row, e)
             outcomes.append(outcome)
+        judged = Judged()
+        if random_model:
+            judged = judge(model, x, y, worst.adversarial, draws, max_batch)
     zero = [o.zero_gradients for o in outcomes if o.zero_gradients is not None]
     return AutoAttackResult(
         method="auto",
@@ -178,13 +201,18 @@ def run_auto(
         adversarial=worst.adversarial,
         logits=worst.logits,
         loss=worst.loss(),
-        success=worst.fooled,
+        success=worst.fooled if judged.expected is None else judged.expected < 0.5,
         clean_logits=clean_logits,
         targets=None,
-        forward_passes=ev.forward_passes + sum(o.forward_passes for o in outcomes),
+        forward_passes=ev.forward_passes
+        + sum(o.forward_passes for o in outcomes)
+        + judged.forward_passes,
         backward_passes=sum(o.backward_passes for o in outcomes),
         zero_gradients=sum(zero[1:], zero[0]) if zero else None,
         gradient_examples=sum(o.gradient_examples for o in outcomes),
+        eot=eot,
+        expected_accuracy=judged.expected,
+        clean_expected_accuracy=judged.clean,
         stages=outcomes,
     )
 
@@ -192,11 +220,18 @@ def run_auto(
 class _Worst:
     """Per (eps, example): the worst point so far, its logits and whether it is misclassified."""
 
-    def __init__(self, x: Tensor, y: Tensor, clean_logits: Tensor, count: int) -> None:
+    def __init__(
+        self, x: Tensor, y: Tensor, clean_logits: Tensor, count: int, attack_all: bool = False
+    ) -> None:
+        """`attack_all`: every example starts robust, misclassified ones too (a random model's
+        misclassified example may still be right on some draws, and the attack lowers that)."""
         self.x, self.y, self.clean_logits = x, y, clean_logits
         self.adversarial = x.unsqueeze(0).repeat(count, *([1] * x.ndim))
         self.logits = clean_logits.unsqueeze(0).repeat(count, 1, 1)
-        self.fooled = (clean_logits.argmax(dim=1) != y).unsqueeze(0).repeat(count, 1)
+        fooled = clean_logits.argmax(dim=1) != y
+        if attack_all:
+            fooled = torch.zeros_like(fooled)
+        self.fooled = fooled.unsqueeze(0).repeat(count, 1)
 
     def merge(self, row: int, subset: Tensor, best: Candidates) -> Tensor:
         """Take a stage's points on the examples `subset` at eps row `row` where they are
@@ -229,9 +264,10 @@ class _Stages:
         bounds: Bounds,
         generator: RandomSource,
         max_batch: int | None,
+        eot: int | None = None,
     ) -> None:
         self.model, self.worst, self.norm, self.bounds = model, worst, norm, bounds
-        self.generator, self.max_batch = generator, max_batch
+        self.generator, self.max_batch, self.eot = generator, max_batch, eot
 
     def __call__(self, stage: Stage, outcome: StageOutcome, row: int, eps: float) -> None:
         worst, x = self.worst, self.worst.x
@@ -274,7 +310,7 @@ class _Stages:
         targets = None
         if rank is not None:
             targets = top_targets(clean, labels, stage.options["targeted"])[rank : rank + 1]
-        ev = Evaluator(self.model)
+        ev = Evaluator(self.model, self.eot or 1)
         if rank:  # one diagnostic per stage: the first target's, on all the stage's examples
             ev.zero_gradients = torch.zeros((), dtype=torch.long, device=subset.device)
         best = run_stage(
@@ -290,69 +326,7 @@ class _Stages:
             generator=stream,
             max_batch=self.max_batch,
             start_noise=noise,
+            kept_by_loss=self.eot is not None,
         )
         outcome.broken[row] += worst.merge(row, subset, best)
         outcome.add(ev)
-
-
-def run_stage(
-    ev: Evaluator,
-    options: dict[str, Any],
-    x: Tensor,
-    y: Tensor,
-    clean_logits: Tensor,
-    targets: Tensor | None,
-    *,
-    eps: float,
-    norm: NormName,
-    bounds: Bounds,
-    generator: RandomSource,
-    max_batch: int | None,
-    start_noise: Tensor | None = None,
-) -> Candidates:
-    """Per example, the best point of the apgd or square attack of `options`, run with early
-    stop at one eps from the examples' known `clean_logits`: the engine that `run_attack` runs,
-    without its clean pass, and for APGD with `retire_dead`. `targets` (copies, n): the classes
-    of a targeted APGD (`options['targeted']` says only that it is targeted), else None. `ev`,
-    a fresh Evaluator, counts the stage's passes and takes its first-gradient diagnostic.
-    `start_noise`: APGD's random start (see `apgd`), None to draw it from `generator`."""
-    n = x.shape[0]
-    ev.classes, ev.examples = clean_logits.shape[1], n  # as if it had made the clean pass
-    loss = options.get("loss", "ce")
-    objective: Objective | DLRObjective = Objective(False)
-    if options["method"] == "apgd":
-        objective = make_objective(loss, targets is not None, clean_logits.shape[1])
-    labels = row_labels(loss, y, targets, 1)
-    eps_rows = torch.full((labels.shape[0],), eps, device=x.device, dtype=x.dtype)
-    chunk = max_batch or max(n, MAX_CHUNK_ELEMENTS // max(1, math.prod(x.shape[1:])))
-    rows = Rows(x, eps_rows, labels, 2.0 * eps_rows, norm, bounds, chunk)
-    copies = labels.shape[0] // n
-    row_logits = clean_logits.repeat(copies, 1)
-    best = Candidates(
-        x.repeat(copies, *([1] * (x.ndim - 1))),
-        row_logits,
-        objective.loss(row_logits, labels),
-        objective.success(row_logits, labels),
-    )
-    if isinstance(objective, Objective) and options["method"] == "square":
-        square(
-            ev, objective, rows, best, queries=options["queries"], p_init=None, generator=generator
-        )
-    else:
-        apgd(
-            ev,
-            objective,
-            rows,
-            best,
-            steps=options["steps"],
-            restarts=1,
-            random_start=True,
-            early_stop=True,
-            generator=generator,
-            group=n,
-            retire_dead=True,
-            start_noise=start_noise,
-        )
-    if targets is not None:
-        best, _ = reduce_targets(best, targets)
-    return best

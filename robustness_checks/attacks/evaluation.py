@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,31 +15,37 @@ from robustness_checks.execution.diagnostics import report_zero_gradients, zero_
 
 
 @contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Every module in eval mode for the block; the original flags are restored afterwards.
-
-    Flags are set directly rather than through `.train()`, which models may override.
-    """
+def training_flags(model: nn.Module, training: Callable[[nn.Module], bool]) -> Iterator[None]:
+    """Each module's training flag set to `training(module)` for the block; the original flags
+    are restored afterwards. Flags are set directly rather than through `.train()`, which
+    models may override."""
     flags = [(module, module.training) for module in model.modules()]
     for module, _ in flags:
-        module.training = False
+        module.training = training(module)
     try:
         yield
     finally:
-        for module, training in flags:
-            module.training = training
+        for module, flag in flags:
+            module.training = flag
+
+
+def eval_mode(model: nn.Module) -> AbstractContextManager[None]:
+    """Every module in eval mode for the block; the original flags are restored afterwards."""
+    return training_flags(model, lambda _: False)
 
 
 class Evaluator:
-    """Runs the model on raw inputs; counts forward and backward passes over single inputs.
+    """Runs the model on raw inputs; counts forward and backward passes over single inputs
+    (`per_input` model passes per input row when the model is an `Expectation` over draws).
 
     At the first input gradient it also counts the examples whose gradient is zero or not
     finite (`zero_gradients`, a device count, among `gradient_examples`): the sign of gradient
     masking. The first forward pass is the clean batch, so its size is the number of examples.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, per_input: int = 1) -> None:
         self.model = model
+        self.per_input = per_input  # model passes per input row (draws of an Expectation)
         self.forward_passes = 0
         self.backward_passes = 0
         self.classes: int | None = None
@@ -58,7 +65,7 @@ class Evaluator:
         if self.classes is None:
             self.classes = logits.shape[1]
             self.examples = x.shape[0]
-        self.forward_passes += x.shape[0]
+        self.forward_passes += x.shape[0] * self.per_input
         return logits
 
     def input_gradient(self, loss: Tensor, x: Tensor) -> Tensor:
@@ -69,7 +76,7 @@ class Evaluator:
         the model holds, so attacks never write into it."""
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(loss.sum(), x)
-        self.backward_passes += x.shape[0]
+        self.backward_passes += x.shape[0] * self.per_input
         if self.zero_gradients is None:
             # The first step's rows start with every example once (eps-major rows); one
             # reduction, kept on the device.
@@ -99,3 +106,19 @@ class Objective:
     def success(self, logits: Tensor, labels: Tensor) -> Tensor:
         predictions = logits.argmax(dim=1)
         return predictions == labels if self.targeted else predictions != labels
+
+
+class KeptByLoss:
+    """An objective for a random model: its loss, but success never fires, so points are kept
+    by loss alone and no row stops early. A point that one lucky draw misclassifies is not
+    broken; fresh draws judge the kept points afterwards (`expectation.expected_correct`)."""
+
+    def __init__(self, objective: Any) -> None:
+        self.objective = objective
+        self.targeted = objective.targeted
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return self.objective.loss(logits, labels)
+
+    def success(self, logits: Tensor, labels: Tensor) -> Tensor:
+        return torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)

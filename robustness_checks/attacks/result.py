@@ -25,6 +25,11 @@ class AttackResult:
     `gradient_examples`: many of them mean gradient masking, and an attack that cannot move
     them overestimates robustness. `nonfinite` (0-dim) counts the kept points whose logits are
     NaN or infinite: their predictions mean nothing.
+    For a random model (`eot` not None): `logits` are averaged over `eot` draws, points are kept
+    by loss alone, and fresh draws judge them: `expected_accuracy` (len(eps), n) and
+    `clean_expected_accuracy` (n,) hold each example's share of correct draws at the kept point
+    and at the clean input, `accuracy()` and `clean_accuracy()` average them, and `success`
+    means misclassified by at least half of the fresh draws (expected accuracy below 1/2).
     """
 
     method: str
@@ -40,6 +45,9 @@ class AttackResult:
     backward_passes: int
     zero_gradients: Tensor | None = None
     gradient_examples: int = 0
+    eot: int | None = None
+    expected_accuracy: Tensor | None = None
+    clean_expected_accuracy: Tensor | None = None
     predictions: Tensor = field(init=False)
     nonfinite: Tensor = field(init=False)
     confidences: Tensor = field(init=False)
@@ -53,11 +61,16 @@ class AttackResult:
         self.nonfinite = report_nonfinite_points(self.logits)
 
     def accuracy(self, y: Tensor) -> Tensor:
-        """Accuracy at the adversarial points, per eps: (len(eps),)."""
+        """Accuracy at the adversarial points, per eps: (len(eps),); for a random model the mean
+        over examples of the expected accuracy judged by fresh draws."""
+        if self.expected_accuracy is not None:
+            return self.expected_accuracy.float().mean(dim=1)
         return (self.predictions == y.to(self.predictions.device)).float().mean(dim=1)
 
     def clean_accuracy(self, y: Tensor) -> Tensor:
-        """Accuracy on the clean inputs, a 0-dim tensor."""
+        """Accuracy on the clean inputs, a 0-dim tensor (expected, for a random model)."""
+        if self.clean_expected_accuracy is not None:
+            return self.clean_expected_accuracy.float().mean()
         return (self.clean_predictions == y.to(self.clean_predictions.device)).float().mean()
 
     def success_rate(self) -> Tensor:

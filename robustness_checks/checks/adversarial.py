@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 
-from robustness_checks.checks.adversarial_details import AdversarialDetails, BoundDecision, EpsRow
+from robustness_checks.checks.adversarial_counts import Tally, decide_counts
+from robustness_checks.checks.adversarial_details import (
+    AdversarialDetails,
+    RandomModelAttack,
+)
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
-from robustness_checks.checks.common.decision import Judging, decide, inconclusive_note
 from robustness_checks.checks.common.inputs import pixel_rows
 from robustness_checks.checks.common.masking import (
     add_stages,
@@ -22,10 +24,8 @@ from robustness_checks.checks.common.masking import (
 )
 from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
-from robustness_checks.details import ExampleRow
 from robustness_checks.execution.context import CheckContext
-from robustness_checks.metrics.intervals import clopper_pearson
-from robustness_checks.results import CheckResult, format_number
+from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec, Probability
 
 
@@ -72,22 +72,6 @@ class AdversarialCheck(CheckSpec):
         return list(bound) if isinstance(bound, list) else [bound] * count
 
 
-_RANK = {"failed": 0, "inconclusive": 1, "passed": 2}
-
-
-@dataclass
-class Tally:
-    """Counts over all examples: clean and robust correct per eps, and attack passes."""
-
-    examples: int
-    clean_correct: int
-    robust_correct: list[int]
-    forward_passes: int = 0
-    backward_passes: int = 0
-    zero_gradients: int = 0
-    gradient_examples: int = 0
-
-
 def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckResult:
     """Attack every example at every eps in one run per batch and compare with the bounds."""
     from robustness_checks.attacks import run_attack
@@ -95,6 +79,9 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     eps = params.attack.eps_list()
     check_perturbation_bounds(context, params)
     wanted = params.failing_examples
+    random = context.random_model or params.attack.treats_as_random()
+    spec = params.attack.for_model(random)
+    shares = random and spec.random_accuracy == "expected"
 
     def attack(indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         result = run_attack(
@@ -104,16 +91,15 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
             eps=eps,
             bounds=context.bounds,
             generator=context.example_stream("attack", indices),
-            **params.attack.run_options(),
+            **spec.run_options(),
         )
-        clean = result.clean_predictions == y
-        robust = (result.predictions == y) & clean
+        clean, robust, clean_values, robust_values = _correct(result, y, shares)
         found = _failure_candidates(result, x, clean, robust, wanted)
         zero = result.zero_gradients
         stages = getattr(result, "stages", [])
         return {
-            "clean": clean,
-            "robust": robust.T,  # (examples, eps)
+            "clean": clean_values,
+            "robust": robust_values.T,  # (examples, eps)
             **{f"failure_{key}": value for key, value in found.items()},
             "failure_index": indices.to(found["position"].device)[found["position"]],
             "passes": [(result.forward_passes, result.backward_passes, result.gradient_examples)],
@@ -126,21 +112,24 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
 
     bounds = _bounds(params, eps)
     if params.sequential:
-        out, used = run_until_settled(context, attack, bounds)
+        out, used = run_until_settled(context, attack, bounds, signed=shares)
         robust_last = torch.zeros(len(context.examples), dtype=torch.bool)
-        robust_last[used] = out["robust"][:, -1].cpu()
-        settled = settled_bounds(out, bounds, context.confidence)
+        robust_last[used] = out["robust"][:, -1].cpu() >= 0.5
+        settled = settled_bounds(out, bounds, context.confidence, signed=shares)
     else:
         out = context.map_examples(attack)
-        robust_last, settled = out["robust"][:, -1], None
+        robust_last, settled = out["robust"][:, -1] >= 0.5, None
+    clean_values = out["clean"].double().cpu()
+    robust_values = out["robust"].double().cpu()
     tally = Tally(
         examples=len(out["clean"]),
-        clean_correct=int(out["clean"].sum()),
-        robust_correct=out["robust"].sum(dim=0).tolist(),
+        clean_correct=_total(clean_values),
+        robust_correct=[_total(column) for column in robust_values.T],
         forward_passes=sum(passes[0] for passes in out["passes"]),
         backward_passes=sum(passes[1] for passes in out["passes"]),
         zero_gradients=int(out["zero_gradients"].sum()),
         gradient_examples=sum(passes[2] for passes in out["passes"]),
+        shares=(clean_values.numpy(), robust_values.numpy()) if shares else None,
     )
     found = {key[8:]: value for key, value in out.items() if key.startswith("failure_")}
     failures = _failure_rows(found, context.examples.y, eps[-1], params.attack.norm, wanted)
@@ -148,9 +137,13 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         b is not None for b in params.per_eps("max_drop") + params.per_eps("min_accuracy")
     )
     probe = None
-    if wants_probe(params.attack, bounded):
-        probe = run_probe(context, params.attack, robust_last)
-    result = decide_counts(context.judging, params, eps, tally, failures, settled)
+    if wants_probe(spec, bounded):
+        probe = run_probe(context, spec, robust_last)
+    result = decide_counts(context.judging, params, eps, tally, failures, settled, spec)
+    if random:
+        result.details.random_model = RandomModelAttack(
+            eot=spec.eot or 1, draws=spec.draws, accuracy=spec.random_accuracy
+        )
     # Report pictures only: a saliency map per shown failing example, outside `evaluations`.
     saliency = add_saliency(context, result.details.failing_examples)
     if saliency:
@@ -164,7 +157,7 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         add_stages(result, eps, out["stages"], out["stage_broken"], tally.robust_correct[-1])
     judge_masking(
         result,
-        params.attack,
+        spec,
         params.gradient_masking,
         probe,
         zero=tally.zero_gradients,
@@ -186,6 +179,31 @@ def _bounds(params: AdversarialCheck, eps: list[float]) -> list[Bound]:
         if min_accuracy is not None:
             found.append((i, "adversarial_accuracy", ">=", min_accuracy))
     return found
+
+
+def _correct(
+    result: Any, y: torch.Tensor, shares: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per example: correct on the clean input and robust (eps, n), as booleans, and the values
+    that are counted: the booleans as floats, or for a random model counted by expected
+    accuracy, the shares of correct fresh draws. A random model's example is correct when at
+    least half of its draws are; robust counts only examples correct on the clean input,
+    except under expected accuracy, where each point counts its own share."""
+    if result.expected_accuracy is None:
+        clean = result.clean_predictions == y
+        robust = (result.predictions == y) & clean
+    else:
+        clean = result.clean_expected_accuracy >= 0.5
+        robust = (result.expected_accuracy >= 0.5) & clean
+    if shares:
+        return clean, robust, result.clean_expected_accuracy, result.expected_accuracy
+    return clean, robust, clean.float(), robust.float()
+
+
+def _total(values: torch.Tensor) -> float:
+    """A sum of per-example values: an int when they are 0/1 counts."""
+    total = float(values.sum())
+    return int(total) if total.is_integer() else total
 
 
 def _failure_candidates(
@@ -239,136 +257,6 @@ def _failure_rows(
     return rows
 
 
-def decide_counts(
-    judging: Judging,
-    params: AdversarialCheck,
-    eps: list[float],
-    tally: Tally,
-    failures: list[dict[str, Any]],
-    settled: dict[tuple[int, str], tuple[str, tuple[float, float]]] | None = None,
-) -> CheckResult:
-    n = tally.examples
-    clean = tally.clean_correct
-    robust = tally.robust_correct
-    level = judging.confidence
-    rows = []
-    for e, correct, max_drop, min_accuracy in zip(
-        eps, robust, params.per_eps("max_drop"), params.per_eps("min_accuracy"), strict=True
-    ):
-        row = {
-            "eps": e,
-            "adversarial_accuracy": correct / n,
-            "adversarial_accuracy_ci": list(clopper_pearson(correct, n, level)),
-            "accuracy_drop": (clean - correct) / n,
-            "accuracy_drop_ci": list(clopper_pearson(clean - correct, n, level)),
-            "checks": [],
-        }
-        if max_drop is not None:
-            row["checks"].append(("accuracy_drop", "<=", max_drop, "max_drop"))
-        if min_accuracy is not None:
-            row["checks"].append(("adversarial_accuracy", ">=", min_accuracy, "min_accuracy"))
-        rows.append(row)
-    decisions = [
-        {
-            "eps_index": index,
-            "eps": row["eps"],
-            "metric": metric,
-            "value": row[metric],
-            "ci": row[f"{metric}_ci"],
-            "comparison": comparison,
-            "threshold": threshold,
-            "bound_name": name,
-            "slack": threshold - row[metric] if comparison == "<=" else row[metric] - threshold,
-        }
-        for index, row in enumerate(rows)
-        for metric, comparison, threshold, name in row["checks"]
-    ]
-    for decision in decisions:
-        if settled is not None:
-            # Sequential: the anytime-valid test's verdict, and its interval.
-            found, interval = settled[(decision["eps_index"], decision["metric"])]
-            decision["ci"] = list(interval)
-            if found != "open":
-                decision["outcome"] = found
-                decision["passed"] = found == "passed"
-                continue
-        decision["outcome"] = decide(
-            decision["value"],
-            tuple(decision["ci"]),
-            decision["comparison"],
-            decision["threshold"],
-            judging.decision,
-        )
-        decision["passed"] = decision["outcome"] == "passed"
-    if decisions:
-        # The worst bound decides: failed, then inconclusive, then the least slack.
-        deciding = min(decisions, key=lambda d: (_RANK[d["outcome"]], d["slack"]))
-    else:
-        last = rows[-1]
-        deciding = {
-            "eps": last["eps"],
-            "metric": "adversarial_accuracy",
-            "value": last["adversarial_accuracy"],
-            "ci": last["adversarial_accuracy_ci"],
-            "comparison": None,
-            "threshold": None,
-            "bound_name": None,
-            "passed": True,
-            "outcome": "passed",
-        }
-    outcome = deciding["outcome"]
-    condition = f"under {params.attack.label()} eps={format_number(deciding['eps'])}"
-    also = sorted({d["eps"] for d in decisions if d["outcome"] == "failed"} - {deciding["eps"]})
-    if also:
-        condition += f" (also fails at eps={', '.join(format_number(e) for e in also)})"
-    for row in rows:
-        del row["checks"]
-    single = len(eps) == 1
-    details = AdversarialDetails(
-        attack=params.attack.describe(),
-        eps=eps,
-        clean_accuracy=clean / n,
-        clean_accuracy_ci=clopper_pearson(clean, n, level),
-        adversarial_accuracy=rows[0]["adversarial_accuracy"]
-        if single
-        else [row["adversarial_accuracy"] for row in rows],
-        accuracy_drop=rows[0]["accuracy_drop"]
-        if single
-        else [row["accuracy_drop"] for row in rows],
-        per_eps=[EpsRow(**row) for row in rows],
-        decisions=[
-            BoundDecision(**{k: v for k, v in d.items() if k not in ("slack", "eps_index")})
-            for d in decisions
-        ],
-        forward_passes=tally.forward_passes,
-        backward_passes=tally.backward_passes,
-        failing_examples=[ExampleRow(**row) for row in failures],
-    )
-    note = None
-    if outcome == "inconclusive":
-        note = inconclusive_note(
-            deciding["value"], tuple(deciding["ci"]), deciding["threshold"], n, judging.decision
-        )
-    return CheckResult(
-        check=params.name,
-        type=params.type,
-        metric=deciding["metric"],
-        value=float(deciding["value"]),
-        comparison=deciding["comparison"],
-        threshold=deciding["threshold"],
-        ci=tuple(deciding["ci"]),
-        confidence=level,
-        outcome=outcome,
-        decision=judging.decision,
-        examples=n,
-        details=details,
-        condition=condition,
-        bound_name=deciding["bound_name"],
-        note=note,
-        warnings=[note] if note and judging.decision == "lenient" else [],
-    )
-
-
 CHECK = CheckType(
     name="adversarial",
     params=AdversarialCheck,
@@ -382,4 +270,8 @@ CHECK = CheckType(
     details=AdversarialDetails,
     validity="robustness_checks.validity.adversarial:cases",
     gate_cases="robustness_checks.validity.gates:adversarial_cases",
+    random_model="accuracy is an expectation over the model's randomness: gradient attacks "
+    "average the logits of eot draws per step (auto runs its rand version), points are kept by "
+    "loss and judged by fresh draws, and intervals cover examples and draws "
+    "(details.random_model)",
 )

@@ -31,6 +31,16 @@ class BoundDecision(Block):
     passed: bool
 
 
+class RandomModelAttack(Block):
+    """How a random model was attacked and counted: `eot` draws averaged per attack query,
+    `draws` fresh passes judging each point, and accuracy as the expected share of correct
+    draws or a majority vote."""
+
+    eot: int
+    draws: int
+    accuracy: str
+
+
 class AdversarialDetails(Strict):
     """Details of an `adversarial` result; gated: both metrics at every eps."""
 
@@ -53,6 +63,7 @@ class AdversarialDetails(Strict):
     gradient_masking: dict[str, Any] | None = None
     broken_by: list[dict[str, Any]] | None = None
     stages: list[dict[str, Any]] | None = None
+    random_model: RandomModelAttack | None = None
 
     def breakdown(self, result: Any) -> list[GatedValue]:
         return [

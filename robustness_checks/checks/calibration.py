@@ -328,4 +328,7 @@ CHECK = CheckType(
     details=CalibrationDetails,
     validity="robustness_checks.validity.calibration:cases",
     gate_cases="robustness_checks.validity.gates:calibration_cases",
+    random_model="each example's confidence and correctness come from one draw, so the "
+    "calibration error is that of the random model as deployed: every (example, draw) pair is "
+    "one sample of it and the interval covers both",
 )

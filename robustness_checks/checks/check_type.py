@@ -42,6 +42,8 @@ class CheckType:
         populations with known values that the decision validity harness measures every rule on.
     gate_cases: 'module:function' returning the type's `GateCase`s: a model, data and a known
         regression per gated metric, for the gate validity harness.
+    random_model: what the check does when the model is random (its outputs differ for the
+        same input); the warning of every such result says it.
     """
 
     name: str
@@ -57,6 +59,9 @@ class CheckType:
     decides: tuple[str, ...] = ()
     validity: str | None = None
     gate_cases: str | None = None
+    random_model: str = (
+        "its metrics come from one draw of the model per forward pass, repeatable under the seed"
+    )
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

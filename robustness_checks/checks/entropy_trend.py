@@ -86,6 +86,10 @@ def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> Check
 
     measure = MEASURES[params.metric]
     check_perturbation_bounds(context, params)
+    spec = params.attack.for_model(context.random_model or params.attack.treats_as_random())
+    options = spec.run_options()
+    if spec.eot is not None:
+        options["draws"] = 1  # points only: their uncertainty is measured below
 
     def perturb_and_measure(
         indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor
@@ -97,7 +101,7 @@ def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> Check
             eps=list(params.eps),
             bounds=context.bounds,
             generator=context.example_stream("attack", indices),
-            **params.attack.run_options(),
+            **options,
         )
         values, correct = [], []
         for index in range(len(params.eps)):
@@ -249,4 +253,6 @@ CHECK = CheckType(
     decides=("trend_p_value",),
     validity="robustness_checks.validity.trend:cases",
     gate_cases="robustness_checks.validity.gates:entropy_trend_cases",
+    random_model="attacks average the logits of eot draws per step (expectation over "
+    "transformation); the uncertainty at each point comes from one draw per sample",
 )

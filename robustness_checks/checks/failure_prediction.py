@@ -128,4 +128,6 @@ CHECK = CheckType(
     details=FailurePredictionDetails,
     validity="robustness_checks.validity.ranking:failure_prediction_cases",
     gate_cases="robustness_checks.validity.gates:failure_prediction_cases",
+    random_model="scores and correctness come from one draw per example, those of the random "
+    "model as deployed; the interval covers examples and draws",
 )

@@ -339,4 +339,6 @@ CHECK = CheckType(
     details=FuzzDetails,
     validity="robustness_checks.validity.fuzz:cases",
     gate_cases="robustness_checks.validity.gates:fuzz_cases",
+    random_model="each input is judged on one draw, so a prediction that the model's own "
+    "randomness changes counts as a failure of the property",
 )

@@ -14,6 +14,7 @@ from robustness_checks.checks.common.inputs import SelectsInputs, selected_input
 from robustness_checks.details import Block, GatedValue, Strict, metric_value
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import agree_on_failure, gather_objects
+from robustness_checks.execution.seeding import derive_seed, seeded_torch
 from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
 from robustness_checks.results import CheckResult, Outcome, format_number
 
@@ -95,6 +96,8 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
     if params.clip:
         check_inside_bounds(context)
     chosen = selected_inputs(context, params)
+    if context.random_model and params.estimator == "splitting":
+        context.warnings.append(SPLITTING_ON_RANDOM_MODEL)
     world = context.world
     rows, failure = [], None
     try:
@@ -102,24 +105,33 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
         # so the estimates are those of a single process.
         for index in [chosen[i] for i in world.shard(len(chosen))]:
             label = int(context.examples.y[index])
-            estimate = estimate_failure_probability(
-                context.model,
-                context.examples.x[index].to(context.device),
-                label,
-                sigma=params.sigma,
-                estimator=params.estimator,
-                relative_error=params.relative_error,
-                max_evaluations=params.max_evaluations,
-                confidence=input_level(context.confidence, len(chosen)),
-                bounds=context.bounds if params.clip else None,
-                batch_size=params.batch_size,
-                generator=context.generator("noise", index),
-            )
+            seed = derive_seed(context.seed, context.check_name, "model", index)
+            with seeded_torch(seed, context.device):
+                estimate = estimate_failure_probability(
+                    context.model,
+                    context.examples.x[index].to(context.device),
+                    label,
+                    sigma=params.sigma,
+                    estimator=params.estimator,
+                    relative_error=params.relative_error,
+                    max_evaluations=params.max_evaluations,
+                    confidence=input_level(context.confidence, len(chosen)),
+                    bounds=context.bounds if params.clip else None,
+                    batch_size=params.batch_size,
+                    generator=context.generator("noise", index),
+                )
             rows.append(input_row(index, label, estimate, params.max_probability, context.decision))
     except Exception as error:
         failure = error
     agree_on_failure(failure, world)
     return decide_rows(context.judging, params, gather_objects(rows, world))
+
+
+SPLITTING_ON_RANDOM_MODEL = (
+    "estimator splitting assumes a deterministic model: its levels and moves read the model's "
+    "score once per point, which a random model redraws at every call, so its estimate is not "
+    "one of the probability over noise and draws together. Use estimator: importance or mc"
+)
 
 
 def input_level(confidence: float, inputs: int) -> float:
@@ -161,7 +173,7 @@ def input_row(
         "probability": estimate.probability,
         "log10_probability": estimate.log10_probability,
         "relative_error": estimate.relative_error,
-        "ci": [low, high],
+        "ci": (low, high),
         "evaluations": estimate.evaluations,
         "ess": estimate.ess,
         "converged": estimate.converged,
@@ -304,4 +316,7 @@ CHECK = CheckType(
     decides=("probability",),
     validity="robustness_checks.validity.noise:cases",
     gate_cases="robustness_checks.validity.gates:noise_cases",
+    random_model="each noise sample meets its own draw of the model, so the probability "
+    "estimated by importance sampling or mc (unbiased) is over the noise and the model's "
+    "randomness together; splitting assumes a deterministic model and warns",
 )

@@ -187,4 +187,6 @@ CHECK = CheckType(
     details=OODDetails,
     validity="robustness_checks.validity.ranking:ood_cases",
     gate_cases="robustness_checks.validity.gates:ood_cases",
+    random_model="scores come from one draw per input, those of the random model as deployed; "
+    "the interval covers inputs and draws",
 )

@@ -13,6 +13,8 @@ from robustness_checks.errors import InsufficientData, RobustnessWarning
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.diagnostics import findings_warnings, watching
 from robustness_checks.execution.distributed import gather_objects, total
+from robustness_checks.execution.randomness import randomness_warning
+from robustness_checks.execution.seeding import derive_seed, seeded_torch
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
 
@@ -23,7 +25,14 @@ def execute(context: CheckContext, params: CheckSpec) -> CheckResult:
     entry = check_type(params.type)
     before = context.evaluations
     start = time.perf_counter()
-    with watching([context.model, *context.ensemble]) as diagnostics:
+    # The model's own draws (input noise, dropout left on) come from torch's generators, seeded
+    # here for the check and again per batch (CheckContext.map_examples): same seed, same draws.
+    seed = derive_seed(context.seed, context.check_name, "model")
+    with (
+        watching([context.model, *context.ensemble]) as diagnostics,
+        seeded_torch(seed, context.device),
+    ):
+        context.learn_randomness(entry.random_model)
         try:
             result = entry.run(context, params)
         except InsufficientData as error:
@@ -31,6 +40,11 @@ def execute(context: CheckContext, params: CheckSpec) -> CheckResult:
                 raise
             result = insufficient_result(context, params, error)
     result = checked(entry, result, params)
+    randomness = context.randomness
+    if randomness is not None and hasattr(result.details, "model_randomness"):
+        result.details.model_randomness = randomness
+    if randomness is not None and randomness.random:
+        context.warnings.insert(0, randomness_warning(randomness))
     findings = gather_objects([diagnostics.findings()], context.world)
     summed = {key: sum(found[key] for found in findings) for key in findings[0]}
     result.warnings = list(

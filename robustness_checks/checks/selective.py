@@ -214,4 +214,7 @@ CHECK = CheckType(
     decides=("accuracy_at_coverage", "aurc"),
     validity="robustness_checks.validity.ranking:selective_cases",
     gate_cases="robustness_checks.validity.gates:selective_cases",
+    random_model="uncertainty and correctness come from one draw per example (MC-dropout "
+    "samples are the sampler's, not the model's randomness); the interval covers examples and "
+    "draws",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from robustness_checks.checks.common.decision import Judging
+from robustness_checks.details import ModelRandomness
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.examples import Examples
 from robustness_checks.execution.batching import AdaptiveBatches
@@ -23,7 +25,13 @@ from robustness_checks.execution.distributed import (
 )
 from robustness_checks.execution.model_checks import check_models
 from robustness_checks.execution.random_streams import ExampleStream
-from robustness_checks.execution.seeding import derive_seed, numpy_generator, torch_generator
+from robustness_checks.execution.randomness import PROBE_EXAMPLES, detect_randomness
+from robustness_checks.execution.seeding import (
+    derive_seed,
+    numpy_generator,
+    seeded_torch,
+    torch_generator,
+)
 from robustness_checks.execution.watch import Watch
 
 
@@ -110,6 +118,8 @@ class CheckContext:
     warnings: list[str] = field(default_factory=list)  # reach the result's warnings
     world: World = field(default_factory=current_world)
     batch_sizes: dict[int, AdaptiveBatches] = field(default_factory=dict)
+    randomness: ModelRandomness | None = None  # learnt before the check runs
+    map_calls: int = 0  # map_examples calls so far: part of each batch's model seed
 
     @classmethod
     def create(
@@ -158,6 +168,36 @@ class CheckContext:
         # from the check's first forward pass (no extra pass).
         check_models(context.model, context.ensemble, context.warnings)
         return context
+
+    def learn_randomness(self, handling: str) -> ModelRandomness | None:
+        """Whether the model is random, from two passes over the first examples (not counted in
+        `evaluations`; the result's details.model_randomness records them); `handling` says what
+        the check does about it."""
+        if len(self.examples) == 0:
+            return None
+        counted = self.model if isinstance(self.model, Counted) else None
+        before, watch = self.counter.count, counted.watch if counted is not None else None
+        if counted is not None:
+            counted.watch = None  # the probe is not the check's work: no time limit, no tick
+        started = time.monotonic()
+        try:
+            x = self.examples.x[:PROBE_EXAMPLES].to(self.device)
+            found = detect_randomness(self.model, x)
+        except Exception:  # the check's own passes meet the fault and report it
+            return None
+        finally:
+            self.counter.count = before
+            if counted is not None:
+                counted.watch = watch
+            if watch is not None:
+                watch.exclude(time.monotonic() - started)
+        self.randomness = found.model_copy(update={"handling": handling})
+        return self.randomness
+
+    @property
+    def random_model(self) -> bool:
+        """Whether the model gave different outputs for the same inputs."""
+        return self.randomness is not None and self.randomness.random
 
     def watch(self, watch: Watch) -> None:
         """Every forward pass of the model and ensemble looks at `watch` (timeout, progress)."""
@@ -210,17 +250,23 @@ class CheckContext:
             id(examples), AdaptiveBatches(examples.batch_size, f"check {self.check_name!r}")
         )
 
+        self.map_calls += 1
+        call = self.map_calls
+
         def run(positions: range) -> dict[str, Any]:
             if order is None:
                 part: slice | torch.Tensor = slice(positions.start, positions.stop)
                 indices = torch.arange(positions.start, positions.stop)
             else:
                 part = indices = order[positions.start : positions.stop]
-            return work(
-                indices,
-                examples.x[part].to(self.device, non_blocking=True),
-                examples.y[part].to(self.device, non_blocking=True),
-            )
+            # A random model draws the same numbers for a batch whichever process runs it.
+            seed = derive_seed(self.seed, self.check_name, "model", call, positions.start)
+            with seeded_torch(seed, self.device):
+                return work(
+                    indices,
+                    examples.x[part].to(self.device, non_blocking=True),
+                    examples.y[part].to(self.device, non_blocking=True),
+                )
 
         outputs: list[dict[str, Any]] = []
         failure: Exception | None = None

@@ -64,8 +64,8 @@ _REASONS: dict[str, tuple[Kind, str, str]] = {
     "dropout_training": (
         "random",
         f"{{be}} still in training mode after model.eval(){_OVERRIDE}",
-        "dropout there zeroes random activations at every forward pass, so results change from "
-        "run to run. " + _FIX_EVAL,
+        "dropout there zeroes random activations at every forward pass, so the model is "
+        "random and checks treat it as such (results repeat under the same seed). " + _FIX_EVAL,
     ),
     "custom_training": (
         "mode",
@@ -217,9 +217,10 @@ def _behaviour_messages(
     if "dropout" in seen and not (switched or sampling or "random" in explained):
         messages.append(
             f"{owner}'s forward pass calls {seen['dropout']} although the model is in eval "
-            "mode, so it zeroes random activations at every call and results change from run to "
-            "run. Pass training=self.training (F.dropout(x, p, training=self.training)), or use "
-            "an nn.Dropout module, which model.eval() switches off"
+            "mode, so it zeroes random activations at every call: the model is random and checks "
+            "treat it as such. If that is not meant, pass training=self.training "
+            "(F.dropout(x, p, training=self.training)), or use an nn.Dropout module, which "
+            "model.eval() switches off"
         )
     if "batch_norm" in seen and not (switched or "batch" in explained):
         messages.append(
@@ -232,8 +233,9 @@ def _behaviour_messages(
     if "draw" in seen:
         messages.append(
             f"{owner}'s forward pass draws random numbers ({seen['draw']}) although the model "
-            "is in eval mode, so its outputs change from call to call and so do the results. "
-            "Draw only in training (if self.training: ...), or remove the randomness"
+            "is in eval mode, so its outputs change from call to call: the model is random and "
+            "checks treat it as such. If that is not meant, draw only in training "
+            "(if self.training: ...)"
         )
     return messages
 

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.dropout import _DropoutNd
 
-from robustness_checks.attacks.evaluation import eval_mode
+from robustness_checks.attacks.evaluation import eval_mode, training_flags
 from robustness_checks.errors import ModelOutputError
+from robustness_checks.execution.seeding import seeded_torch
 
 if TYPE_CHECKING:
     from robustness_checks.uncertainty.laplace import LastLayerLaplace
@@ -26,8 +27,7 @@ def dropout_modules(model: nn.Module) -> list[nn.Module]:
     return [module for module in model.modules() if isinstance(module, _DropoutNd)]
 
 
-@contextmanager
-def dropout_only_train(model: nn.Module) -> Iterator[None]:
+def dropout_only_train(model: nn.Module) -> AbstractContextManager[None]:
     """Only the dropout modules in training mode for the block; every flag restored afterwards.
 
     Dropout modules are the subclasses of `torch.nn.modules.dropout._DropoutNd`: Dropout,
@@ -35,17 +35,9 @@ def dropout_only_train(model: nn.Module) -> Iterator[None]:
     SyncBatchNorm included, is put in eval mode, so predictions use the running statistics and never
     depend on the rest of the batch. Functional dropout (`F.dropout(x, training=self.training)`)
     follows its own module's `training` flag, which stays False here, so it stays OFF: only
-    module dropout is sampled. Flags are set directly rather than through `.train()`, which models
-    may override.
+    module dropout is sampled.
     """
-    flags = [(module, module.training) for module in model.modules()]
-    for module, _ in flags:
-        module.training = isinstance(module, _DropoutNd)
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
+    return training_flags(model, lambda module: isinstance(module, _DropoutNd))
 
 
 def model_device(model: nn.Module, default: torch.device) -> torch.device:
@@ -53,24 +45,6 @@ def model_device(model: nn.Module, default: torch.device) -> torch.device:
     for tensor in (*model.parameters(), *model.buffers()):
         return tensor.device
     return default
-
-
-@contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """torch's global RNG (CPU and `device`) seeded with `seed`, restored afterwards."""
-    if seed is None:
-        yield
-        return
-    if device.type == "cpu":
-        fork = torch.random.fork_rng(devices=[])
-    else:
-        index = device.index
-        if index is None:
-            index = torch.get_device_module(device.type).current_device()
-        fork = torch.random.fork_rng(devices=[index], device_type=device.type)
-    with fork:
-        torch.manual_seed(seed)
-        yield
 
 
 def _probabilities(model: nn.Module, x: Tensor, rows: int, max_batch_elements: int) -> Tensor:
@@ -156,7 +130,7 @@ def predictive_samples(
                 "3d, AlphaDropout, FeatureAlphaDropout); this model has none, and functional "
                 "F.dropout is not switched on. Use method 'softmax' or 'ensemble' instead"
             )
-        with dropout_only_train(model), _seeded(generator_seed, x.device):
+        with dropout_only_train(model), seeded_torch(generator_seed, x.device):
             probs = _probabilities(model, x, samples * count, max_batch_elements)
         return probs.reshape(samples, count, probs.shape[-1])
 

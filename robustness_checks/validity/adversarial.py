@@ -64,7 +64,7 @@ def _passes(
 ) -> dict[str, np.ndarray]:
     """Per rule, whether the check passes on counts drawn per seed: each example robust with
     probability `robust`, correct only on clean inputs with `clean - robust`, else wrong."""
-    from robustness_checks.checks.adversarial import Tally, decide_counts
+    from robustness_checks.checks.adversarial_counts import Tally, decide_counts
     from robustness_checks.spec.parse import validate_check
 
     params = validate_check(

@@ -72,8 +72,8 @@ def _population(truth: float, n: int, rng) -> tuple:
 
 def gate_cases() -> list:
     """The demo CNN and a class-biased copy, for robustness_checks' gate validity harness."""
-    from robustness_checks.validity.gates import Biased, demo_model, digits
     from robustness_checks.validity.gate_cases import GateCase, Regression
+    from robustness_checks.validity.gates import Biased, demo_model, digits
 
     biased = Regression("class 3 biased by +10", Biased)
     return [GateCase("accuracy", {"min": 0.5}, demo_model, digits, {"accuracy": biased})]

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
+from robustness_checks.attacks.expectation import DEFAULT_DRAWS, DEFAULT_EOT
 from robustness_checks.spec.schema import StrictModel
 
 NonNegative = Annotated[float, Field(ge=0.0)]
@@ -90,8 +91,28 @@ class AttackSpec(StrictModel):
     p_init: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
         None, description="square: initial square area fraction; default 0.8 (L-inf), 0.1 (L2)"
     )
-    version: Literal["standard", "fast"] = Field(
-        "standard", description="auto: standard (AutoAttack's budget) or fast (about 1/5)"
+    version: Literal["standard", "fast", "rand"] = Field(
+        "standard",
+        description="auto: standard (AutoAttack's budget), fast (about 1/5) or rand (for random "
+        "models: APGD-CE and APGD-DLR with expectation over eot draws; chosen by itself when "
+        "the model is random and version is not given)",
+    )
+    eot: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
+        None,
+        description="random models: draws whose logits are averaged at every attack query "
+        "(expectation over transformation); default 20 for gradient attacks, 1 for square and "
+        "the random baselines. Given, the model is treated as random even if it looks "
+        "deterministic",
+    )
+    draws: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        DEFAULT_DRAWS,
+        description="random models: fresh forward passes that judge each clean input and each "
+        "attack point",
+    )
+    random_accuracy: Literal["expected", "majority"] = Field(
+        "expected",
+        description="random models: an example counts its share of correct fresh draws "
+        "(expected) or 1 when at least half of them are correct (majority)",
     )
 
     @field_validator("norm", mode="before")
@@ -119,7 +140,7 @@ class AttackSpec(StrictModel):
             listed = ", ".join(dict.fromkeys(unused))
             hint = {
                 "auto": "method auto runs a fixed sequence of attacks: choose its budget "
-                "with version: standard | fast",
+                "with version: standard | fast | rand",
                 "square": "square is gradient-free and untargeted: its budget is queries",
                 "apgd": "apgd sets its own step sizes (2 eps, halved when the loss stalls)",
             }.get(method, "version applies to method auto, queries and p_init to square")
@@ -146,6 +167,23 @@ class AttackSpec(StrictModel):
         """The settings for reports: every field, `steps` resolved, and the label."""
         return {**self.model_dump(), "steps": self.resolved_steps, "label": self.label()}
 
+    def treats_as_random(self) -> bool:
+        """Whether the spec asks for random-model handling whatever the detection says."""
+        return self.eot is not None or self.version == "rand"
+
+    def for_model(self, random: bool) -> AttackSpec:
+        """The attack as run on a model that is (or is not) random: on a random one, auto
+        without a written version runs `rand`, and eot gets its default."""
+        if not (random or self.treats_as_random()):
+            return self
+        update: dict[str, Any] = {}
+        if self.method == "auto" and not self._given("version"):
+            update["version"] = "rand"
+        if self.eot is None:
+            gradient = self.method in GRADIENT_METHODS or self.method == "auto"
+            update["eot"] = DEFAULT_EOT if gradient else 1
+        return self.model_copy(update=update)
+
     def eps_list(self) -> list[float]:
         if self.eps is None:
             return []
@@ -160,6 +198,11 @@ class AttackSpec(StrictModel):
             return f"{name} ({norm})"
         if self.method == "auto":
             return f"{name}-{self.version}-{norm}"
+        if self.eot is not None and self.eot > 1:
+            return f"EOT-{self._plain_label(name, norm)}"
+        return self._plain_label(name, norm)
+
+    def _plain_label(self, name: str, norm: str) -> str:
         if self.method == "apgd":
             top_n = isinstance(self.targeted, int)
             if top_n:
@@ -171,9 +214,11 @@ class AttackSpec(StrictModel):
 
     def run_options(self) -> dict[str, Any]:
         """Keyword arguments for `robustness_checks.attacks.run_attack`, eps excluded."""
+        random = {} if self.eot is None else {"eot": self.eot, "draws": self.draws}
         if self.method == "auto":
-            return {"method": "auto", "norm": self.norm, "version": self.version}
+            return {"method": "auto", "norm": self.norm, "version": self.version, **random}
         options = {
+            **random,
             "method": self.method,
             "norm": self.norm,
             "steps": self.resolved_steps or 1,

@@ -65,6 +65,10 @@ def run_probe(context: CheckContext, attack: AttackSpec, robust: torch.Tensor) -
     examples = context.examples
     sample = Examples(examples.x[pick], examples.y[pick], examples.batch_size)
     options = {"eps": eps, "norm": attack.norm, "bounds": context.bounds}
+    # A random model: APGD with the check's expectation over draws, Square with one draw per
+    # query, both judged by fresh draws (success: misclassified by most of them).
+    apgd_random = {} if attack.eot is None else {"eot": attack.eot, "draws": attack.draws}
+    square_random = {} if attack.eot is None else {"eot": 1, "draws": attack.draws}
 
     def work(positions: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         indices = pick[positions]
@@ -77,8 +81,9 @@ def run_probe(context: CheckContext, attack: AttackSpec, robust: torch.Tensor) -
             early_stop=True,
             generator=context.example_stream("masking_probe_apgd", indices),
             **options,
+            **apgd_random,
         )
-        left = (first.predictions[0] == y).nonzero().squeeze(1)
+        left = (~first.success[0]).nonzero().squeeze(1)
         passes = first.forward_passes
         broken = torch.zeros(1, dtype=torch.long, device=x.device)
         if left.numel():
@@ -90,8 +95,9 @@ def run_probe(context: CheckContext, attack: AttackSpec, robust: torch.Tensor) -
                 queries=PROBE_QUERIES,
                 generator=context.example_stream("masking_probe_square", indices[left.cpu()]),
                 **options,
+                **square_random,
             )
-            broken += (second.predictions[0] != y[left]).sum()
+            broken += second.success[0].sum()
             passes += second.forward_passes
         return {"gradient_broken": [len(y) - left.numel()], "broken": broken, "passes": [passes]}
 

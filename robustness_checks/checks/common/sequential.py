@@ -17,14 +17,23 @@ Bound = tuple[int, str, str, float]
 
 
 def proportion(out: dict[str, Any], eps_index: int, metric: str) -> np.ndarray:
-    """Per example, in evaluation order, the 0/1 value whose mean is `metric` at that eps."""
-    robust = out["robust"][:, eps_index].numpy().astype(np.float64)
+    """Per example, in evaluation order, the value whose mean is `metric` at that eps: 0/1, or
+    a random model's share of correct draws (a drop then lies in [-1, 1])."""
+    robust = out["robust"][:, eps_index].cpu().numpy().astype(np.float64)
     if metric == "adversarial_accuracy":
         return robust
-    return out["clean"].numpy().astype(np.float64) - robust  # accuracy_drop: clean, not robust
+    return out["clean"].cpu().numpy().astype(np.float64) - robust  # accuracy_drop
 
 
-def verdict(values: np.ndarray, comparison: str, threshold: float, confidence: float) -> str:
+def _tested(values: np.ndarray, threshold: float, signed: bool) -> tuple[np.ndarray, float]:
+    """Values and threshold on [0, 1], where the betting tests work: a signed drop in
+    [-1, 1] is mapped by (v + 1) / 2."""
+    if not signed:
+        return values, threshold
+    return (values + 1.0) / 2.0, (threshold + 1.0) / 2.0
+
+
+def verdict(values: np.ndarray, threshold: float, *, comparison: str, confidence: float) -> str:
     """'passed' or 'failed' once the bound is settled either way, else 'open'."""
     side = int(settled(values, threshold, confidence)) if len(values) else 0
     if side == 0:
@@ -37,11 +46,12 @@ def run_until_settled(
     context: CheckContext,
     work: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, Any]],
     bounds: list[Bound],
+    signed: bool = False,
 ) -> tuple[dict[str, Any], torch.Tensor]:
     """`work` over the examples in a seeded random order, a batch at a time, until every bound
     is settled (or the examples run out). Returns the joined outputs and the example indices
     used, in order. Looking after every batch keeps the error rates: the tests are
-    anytime-valid (Ville's inequality)."""
+    anytime-valid (Ville's inequality). `signed`: drops are differences of shares, in [-1, 1]."""
     count = len(context.examples)
     order = torch.randperm(count, generator=context.generator("sequential"))
     chunk = int(min(context.examples.batch_size, max(16, count // 20)))
@@ -52,7 +62,13 @@ def run_until_settled(
         used = min(used + chunk, count)
         joined = join(parts)
         if bounds and all(
-            verdict(proportion(joined, i, metric), comparison, threshold, context.confidence)
+            verdict(
+                *_tested(
+                    proportion(joined, i, metric), threshold, signed and metric == "accuracy_drop"
+                ),
+                comparison=comparison,
+                confidence=context.confidence,
+            )
             != "open"
             for i, metric, comparison, threshold in bounds
         ):
@@ -61,15 +77,17 @@ def run_until_settled(
 
 
 def settled_bounds(
-    out: dict[str, Any], bounds: list[Bound], confidence: float
+    out: dict[str, Any], bounds: list[Bound], confidence: float, signed: bool = False
 ) -> dict[tuple[int, str], tuple[str, tuple[float, float]]]:
     """Per bound: its verdict ('passed', 'failed' or 'open') and the anytime-valid interval."""
     found = {}
     for i, metric, comparison, threshold in bounds:
-        values = proportion(out, i, metric)
+        mapped = signed and metric == "accuracy_drop"
+        values, tested = _tested(proportion(out, i, metric), threshold, mapped)
+        low, high = confidence_sequence(values, confidence)
         found[(i, metric)] = (
-            verdict(values, comparison, threshold, confidence),
-            confidence_sequence(values, confidence),
+            verdict(values, tested, comparison=comparison, confidence=confidence),
+            (2.0 * low - 1.0, 2.0 * high - 1.0) if mapped else (low, high),
         )
     return found
 
