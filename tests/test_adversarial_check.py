@@ -165,7 +165,7 @@ checks:
         ("attack: {method: auto, eps: 0.1, steps: 20}", "choose its budget with version"),
         ("attack: {method: apgd, eps: 0.1, step_size: 0.1}", "apgd sets its own step sizes"),
         ("attack: {method: square, eps: 0.1, queries: 0}", "greater than or equal to 1"),
-        ("attack: {method: pgd, eps: 0.1}\ngradient_masking: off", "'fail' or 'warn'"),
+        ("attack: {method: pgd, eps: 0.1}\ngradient_masking: ignore", "'fail', 'warn' or 'off'"),
         ("attack: {method: pgd, eps: 0.1, norm: 3}", "'inf' or '2'"),
         (
             "attack: {method: pgd, eps: 0.1, stepz: 3}",

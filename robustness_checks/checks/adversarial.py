@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from robustness_checks.checks.adversarial_counts import Tally, decide_counts
 from robustness_checks.checks.adversarial_details import (
@@ -16,12 +17,8 @@ from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.attack_spec import AttackSpec
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
 from robustness_checks.checks.common.inputs import pixel_rows
-from robustness_checks.checks.common.masking import (
-    add_stages,
-    judge_masking,
-    run_probe,
-    wants_probe,
-)
+from robustness_checks.checks.common.masking import add_stages, judge_masking
+from robustness_checks.checks.common.masking_probe import run_probe, skip_reason, wants_probe
 from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
 from robustness_checks.execution.context import CheckContext
@@ -43,14 +40,25 @@ class AdversarialCheck(CheckSpec):
     failing_examples: Annotated[int, Field(ge=0)] = Field(
         8, description="how many fooled examples to keep in details"
     )
-    gradient_masking: Literal["fail", "warn"] = Field(
-        "fail", description="on signs of gradient masking: fail a passing check, or only warn"
+    gradient_masking: Literal["fail", "warn", "off"] = Field(
+        "fail",
+        description="on signs of gradient masking: fail a passing check (after the Square "
+        "probe), only warn (dead gradients, no probe), or off (neither)",
+    )
+    probe_budget: Annotated[float, Field(ge=0.0, le=100.0)] = Field(
+        0.25,
+        description="the masking probe's most forward passes, as a share of the attack's",
     )
     sequential: bool = Field(
         False,
         description="evaluate in a seeded random order and stop once every bound is settled "
         "(anytime-valid); details.examples_used",
     )
+
+    @field_validator("gradient_masking", mode="before")
+    @classmethod
+    def _off_is_false_in_yaml(cls, value: Any) -> Any:
+        return "off" if value is False else value  # YAML 1.1 reads a bare `off` as false
 
     @model_validator(mode="after")
     def _bounds_fit_eps(self) -> AdversarialCheck:
@@ -136,10 +144,15 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     bounded = any(
         b is not None for b in params.per_eps("max_drop") + params.per_eps("min_accuracy")
     )
+    result = decide_counts(context.judging, params, eps, tally, failures, settled, spec)
+    robust_share = tally.robust_correct[-1] / max(tally.examples, 1)
     probe = None
     if wants_probe(spec, bounded):
-        probe = run_probe(context, spec, robust_last)
-    result = decide_counts(context.judging, params, eps, tally, failures, settled, spec)
+        budget = math.floor(params.probe_budget * tally.forward_passes)
+        reason = skip_reason(params.gradient_masking, result.outcome)
+        probe = {"budget": budget, "evaluations": 0, "stopped": f"not run: {reason}"}
+        if reason is None:
+            probe = run_probe(context, spec, robust_last, budget=budget, robust_share=robust_share)
     if random:
         result.details.random_model = RandomModelAttack(
             eot=spec.eot or 1, draws=spec.draws, accuracy=spec.random_accuracy
@@ -155,6 +168,10 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         }
     if out["stages"] and out["stages"][0]:
         add_stages(result, eps, out["stages"], out["stage_broken"], tally.robust_correct[-1])
+    if params.gradient_masking == "off":
+        result.details.masking_probe = probe
+        result.details.gradient_masking = {"action": "off", "evidence": []}
+        return result
     judge_masking(
         result,
         spec,
@@ -163,7 +180,7 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         zero=tally.zero_gradients,
         gradient_examples=tally.gradient_examples,
         misclassified=tally.examples - tally.clean_correct,
-        robust_share=tally.robust_correct[-1] / max(tally.examples, 1),
+        robust_share=robust_share,
     )
     return result
 

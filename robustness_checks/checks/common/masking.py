@@ -7,17 +7,9 @@ from typing import Any
 import torch
 
 from robustness_checks.checks.common.attack_spec import GRADIENT_METHODS, AttackSpec
-from robustness_checks.examples import Examples
-from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.diagnostics import MASKING_SHARE
 from robustness_checks.results import CheckResult, format_number
 
-# The probe: on at most PROBE_EXAMPLES examples that the check's gradient attack left robust at
-# its largest eps, a PROBE_STEPS-step APGD-CE (so a merely weak attack such as FGSM is not taken
-# for masking), then Square with PROBE_QUERIES queries on those still robust.
-PROBE_EXAMPLES = 64
-PROBE_STEPS = 25
-PROBE_QUERIES = 500
 # Masking is suspected when Square breaks more than max(MIN_BROKEN, BROKEN_SHARE * probed) of
 # the probed examples and that implies robust accuracy overstated by at least MIN_OVERSTATEMENT
 # (AutoAttack found 2.5 to 5 points for sound defences, 20 to 70 for masked ones).
@@ -33,79 +25,6 @@ def suspected(broken: int, probed: int, robust_share: float) -> bool:
         return False
     many = broken > max(MIN_BROKEN, BROKEN_SHARE * probed)
     return many and robust_share * broken / probed >= MIN_OVERSTATEMENT
-
-
-def wants_probe(attack: AttackSpec, bounded: bool) -> bool:
-    """The probe runs for an untargeted gradient attack (or APGD-T) in a check with a bound."""
-    top_n = attack.method == "apgd" and isinstance(attack.targeted, int)
-    return bounded and attack.method in GRADIENT_METHODS and (attack.targeted is None or top_n)
-
-
-def run_probe(context: CheckContext, attack: AttackSpec, robust: torch.Tensor) -> dict[str, Any]:
-    """Attack a seeded sample of the examples `robust` (bool per example) marks, at the largest
-    eps: APGD-CE, then Square on those it left robust. Every draw comes from per-example
-    streams, so the outcome depends neither on batches nor on processes."""
-    from robustness_checks.attacks import run_attack
-
-    eps = attack.eps_list()[-1]
-    candidates = robust.nonzero().flatten()
-    order = context.numpy_rng("masking_probe").permutation(len(candidates))[:PROBE_EXAMPLES]
-    pick = candidates[torch.as_tensor(order, dtype=torch.long)].sort().values
-    probe = {
-        "eps": eps,
-        "probed": len(pick),
-        "gradient_broken": 0,
-        "broken": 0,
-        "steps": PROBE_STEPS,
-        "queries": PROBE_QUERIES,
-        "evaluations": 0,
-    }
-    if len(pick) == 0:
-        return probe
-    examples = context.examples
-    sample = Examples(examples.x[pick], examples.y[pick], examples.batch_size)
-    options = {"eps": eps, "norm": attack.norm, "bounds": context.bounds}
-    # A random model: APGD with the check's expectation over draws, Square with one draw per
-    # query, both judged by fresh draws (success: misclassified by most of them).
-    apgd_random = {} if attack.eot is None else {"eot": attack.eot, "draws": attack.draws}
-    square_random = {} if attack.eot is None else {"eot": 1, "draws": attack.draws}
-
-    def work(positions: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-        indices = pick[positions]
-        first = run_attack(
-            context.model,
-            x,
-            y,
-            method="apgd",
-            steps=PROBE_STEPS,
-            early_stop=True,
-            generator=context.example_stream("masking_probe_apgd", indices),
-            **options,
-            **apgd_random,
-        )
-        left = (~first.success[0]).nonzero().squeeze(1)
-        passes = first.forward_passes
-        broken = torch.zeros(1, dtype=torch.long, device=x.device)
-        if left.numel():
-            second = run_attack(
-                context.model,
-                x[left],
-                y[left],
-                method="square",
-                queries=PROBE_QUERIES,
-                generator=context.example_stream("masking_probe_square", indices[left.cpu()]),
-                **options,
-                **square_random,
-            )
-            broken += second.success[0].sum()
-            passes += second.forward_passes
-        return {"gradient_broken": [len(y) - left.numel()], "broken": broken, "passes": [passes]}
-
-    out = context.map_examples(work, sample)
-    probe["gradient_broken"] = int(sum(out["gradient_broken"]))
-    probe["broken"] = int(out["broken"].sum())
-    probe["evaluations"] = int(sum(out["passes"]))
-    return probe
 
 
 def evidence(
@@ -128,11 +47,11 @@ def evidence(
             f"the input gradient was zero (or not finite) for {zero} of {gradient_examples} "
             f"examples at {attack.label()}'s first step"
         )
-    if probe is not None and suspected(probe["broken"], probe["probed"], robust_share):
+    if probe is not None and probe.get("suspected"):
         found["probe"] = (
             f"Square broke {probe['broken']} of {probe['probed']} examples that "
             f"{attack.label()} left robust at eps={format_number(probe['eps'])} (a "
-            f"{PROBE_STEPS}-step APGD-CE broke {probe['gradient_broken']} of them first)"
+            f"{probe['steps']}-step APGD-CE broke {probe['gradient_broken']} of them first)"
         )
     return found
 
