@@ -204,6 +204,7 @@ def noise(
     max_evaluations: int = 20000,
     max_probability: float | None = None,
     clip: bool = False,
+    settle_at_bound: bool = True,
     batch_size: int = 1024,
     decision: Literal['point', 'strict', 'lenient'] | None = None,
     timeout: float | None = None,

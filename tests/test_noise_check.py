@@ -89,16 +89,25 @@ def test_unreliable_error_estimate_is_inconclusive_not_passed() -> None:
 
     # p is about 1e-3 (a region without a gradient) while the design point alone says 8.5e-6:
     # below 1e-2 the point rule would pass on an interval the diagnostics do not trust.
-    result = robustness_checks.noise(
-        HiddenMode(),
-        (torch.zeros(1, 16), torch.zeros(1, dtype=torch.long)),
-        sigma=1.0,
-        max_probability=0.01,
-        bounds=None,
-        max_evaluations=20000,
-    )
+    def hidden(settle_at_bound: bool) -> robustness_checks.CheckResult:
+        return robustness_checks.noise(
+            HiddenMode(),
+            (torch.zeros(1, 16), torch.zeros(1, dtype=torch.long)),
+            sigma=1.0,
+            max_probability=0.01,
+            bounds=None,
+            max_evaluations=20000,
+            settle_at_bound=settle_at_bound,
+        )
+
+    result = hidden(False)  # importance sampling alone, whose diagnostics are under test
     row = result.details["inputs"][0]
     assert row["unreliable"], row
     assert row["outcome"] == "inconclusive"
     assert result.outcome == "inconclusive"
     assert "its reported error cannot be trusted (effective sample size" in result.message
+
+    # Decided at the bound, Monte Carlo needs no gradient: p (about 1e-3) is shown below 0.01.
+    settled = hidden(True)
+    assert settled and settled.details["inputs"][0]["outcome"] == "within"
+    assert settled.details["inputs"][0]["evaluations"] < 2000

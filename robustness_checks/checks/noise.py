@@ -15,7 +15,8 @@ from robustness_checks.details import Block, GatedValue, Strict, metric_value
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import agree_on_failure, gather_objects
 from robustness_checks.execution.seeding import derive_seed, seeded_torch
-from robustness_checks.failure_probability.estimate import DEFAULT_ESTIMATOR
+from robustness_checks.failure_probability.bound_test import draws_to_settle_below
+from robustness_checks.failure_probability.estimate import BOUND_TEST_SHARE, DEFAULT_ESTIMATOR
 from robustness_checks.results import CheckResult, Outcome, format_number
 
 # An input with a larger share of draws at which the model returned NaN or infinite logits
@@ -37,6 +38,12 @@ class NoiseCheck(SelectsInputs):
     )
     max_probability: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
     clip: bool = Field(False, description="clip noisy inputs to the spec's bounds")
+    settle_at_bound: bool = Field(
+        True,
+        description="with max_probability: decide each input by an anytime-valid Monte Carlo "
+        "test at the bound when half the budget affords it, before resolving p with the "
+        "estimator",
+    )
     batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 1024
 
 
@@ -92,6 +99,7 @@ class NoiseDetails(Strict):
 def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
     """Estimate each selected input's failure probability and apply the decision rule."""
     from robustness_checks.failure_probability import estimate_failure_probability
+    from robustness_checks.failure_probability.estimate import settle_against_bound
 
     if params.clip:
         check_inside_bounds(context)
@@ -106,20 +114,31 @@ def run_noise(context: CheckContext, params: NoiseCheck) -> CheckResult:
         for index in [chosen[i] for i in world.shard(len(chosen))]:
             label = int(context.examples.y[index])
             seed = derive_seed(context.seed, context.check_name, "model", index)
+            common = {
+                "sigma": params.sigma,
+                "estimator": params.estimator,
+                "relative_error": params.relative_error,
+                "max_evaluations": params.max_evaluations,
+                "bounds": context.bounds if params.clip else None,
+                "batch_size": params.batch_size,
+                "generator": context.generator("noise", index),
+            }
+            x = context.examples.x[index].to(context.device)
+            level = input_level(context.confidence, len(chosen))
             with seeded_torch(seed, context.device):
-                estimate = estimate_failure_probability(
-                    context.model,
-                    context.examples.x[index].to(context.device),
-                    label,
-                    sigma=params.sigma,
-                    estimator=params.estimator,
-                    relative_error=params.relative_error,
-                    max_evaluations=params.max_evaluations,
-                    confidence=input_level(context.confidence, len(chosen)),
-                    bounds=context.bounds if params.clip else None,
-                    batch_size=params.batch_size,
-                    generator=context.generator("noise", index),
-                )
+                if params.max_probability is not None and params.settle_at_bound:
+                    estimate = settle_against_bound(
+                        context.model,
+                        x,
+                        label,
+                        bound=params.max_probability,
+                        error=1.0 - level,
+                        **common,
+                    )
+                else:
+                    estimate = estimate_failure_probability(
+                        context.model, x, label, confidence=level, **common
+                    )
             rows.append(input_row(index, label, estimate, params.max_probability, context.decision))
     except Exception as error:
         failure = error
@@ -197,6 +216,23 @@ def _describe(row: dict[str, Any], level: str) -> str:
     )
 
 
+def settle_hint(row: dict[str, Any], bound: float, error: float) -> str:
+    """What would settle an inconclusive input: the Monte Carlo draws the test at the bound
+    needs at this input's p, or an estimator that resolves p below the bound."""
+    p = max(row["probability"], 1e-300)
+    if p < bound:
+        needed = draws_to_settle_below(p, bound, BOUND_TEST_SHARE * error)
+        if needed is not None and needed < 10**9:
+            return (
+                f"at p = {format_number(p)} the Monte Carlo test at the bound needs about "
+                f"{needed:,} draws: max_evaluations: {2 * needed:,} would settle it"
+            )
+    return (
+        "p is too close to the bound for Monte Carlo: estimator: importance or splitting with "
+        "a smaller relative_error and more max_evaluations would resolve it"
+    )
+
+
 def verdict(rows: list[dict[str, Any]]) -> Outcome:
     """The check's outcome from its inputs' verdicts: failed when any input is over the bound,
     else inconclusive when any is, else passed."""
@@ -242,7 +278,9 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
             f"{_describe(first, level)} is inconclusive: the budget of "
             f"{params.max_evaluations:,} evaluations per input neither reached relative "
             f"error {format_number(params.relative_error)} nor put the interval below "
-            f"max_probability {format_number(bound)} [{setting}]; {len(unsure)} of "
+            f"max_probability {format_number(bound)} [{setting}]; "
+            f"{settle_hint(first, bound, 1.0 - input_level(judging.confidence, len(rows)))}; "
+            f"{len(unsure)} of "
             f"{len(rows)} inputs inconclusive"
         )
     else:

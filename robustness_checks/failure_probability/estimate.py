@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from robustness_checks.failure_probability.bound_test import bound_test, draws_to_pass
 from robustness_checks.failure_probability.importance import importance
 from robustness_checks.failure_probability.margin import MarginOracle
 from robustness_checks.failure_probability.monte_carlo import monte_carlo
@@ -111,3 +112,74 @@ def _validate(
         raise ValueError(f"bounds must be (low, high) with low < high, got {bounds}")
     if x.numel() == 0:
         raise ValueError("x must be one non-empty input without a batch dimension")
+
+
+# Of an input's one-sided error, the share the Monte Carlo test at the bound spends; the rest is
+# the fallback estimator's, so the two decisions together keep the input's error.
+BOUND_TEST_SHARE = 0.9
+
+
+def settle_against_bound(
+    model: nn.Module,
+    x: Tensor,
+    label: int,
+    *,
+    sigma: float,
+    bound: float,
+    error: float,
+    estimator: Literal["importance", "splitting", "mc"] = DEFAULT_ESTIMATOR,
+    relative_error: float = 0.1,
+    max_evaluations: int = 20000,
+    bounds: tuple[float, float] | None = None,
+    batch_size: int = 1024,
+    generator: torch.Generator | None = None,
+) -> NoiseEstimate:
+    """Is P(misclassified under noise) at most `bound`? One-sided `error` per side.
+
+    When a failure-free input can pass by Monte Carlo within half the budget (the pilot's
+    rule: `draws_to_pass` at this error), Monte Carlo draws run an anytime-valid test at the
+    bound (`bound_test`) with BOUND_TEST_SHARE of the error, for at most half the budget. Left
+    open (p close to the bound, or far below it with rare failures), `estimator` resolves p
+    with the rest of the budget and of the error (its interval's one-sided error). When the
+    test is too dear (a bound far below 1 / max_evaluations), `estimator` alone decides."""
+    if generator is None:
+        generator = torch.Generator(device=x.device).manual_seed(0)
+    test_error = BOUND_TEST_SHARE * error
+    share = max_evaluations // 2
+    spent = 0
+    if draws_to_pass(bound, test_error) <= share:
+        oracle = MarginOracle(model, x, label, sigma, bounds=bounds, batch_size=batch_size)
+        was_training = model.training
+        model.eval()
+        try:
+            tested, verdict = bound_test(
+                oracle,
+                bound=bound,
+                error=test_error,
+                max_evaluations=share,
+                batch_size=batch_size,
+                generator=generator,
+            )
+        finally:
+            model.train(was_training)
+        tested.nonfinite, tested.draws = oracle.nonfinite, oracle.draws
+        if verdict.side != "open":
+            return tested
+        spent = tested.evaluations
+        error -= test_error
+    resolved = estimate_failure_probability(
+        model,
+        x,
+        label,
+        sigma=sigma,
+        estimator=estimator,
+        relative_error=relative_error,
+        max_evaluations=max(max_evaluations - spent, 100),
+        confidence=1.0 - 2.0 * error,
+        bounds=bounds,
+        batch_size=batch_size,
+        generator=generator,
+    )
+    resolved.evaluations += spent
+    resolved.details["bound_test"] = "open" if spent else "not run: too many draws needed"
+    return resolved

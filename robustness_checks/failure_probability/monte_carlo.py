@@ -23,6 +23,18 @@ def next_batch(done: int, batch_size: int, remaining: int) -> int:
     return max(0, min(remaining, max(batch_size, done // 8)))
 
 
+def count_failures(oracle: MarginOracle, size: int, generator: torch.Generator) -> int:
+    """Failures among `size` fresh Gaussian draws (one host sync)."""
+    count = torch.zeros((), dtype=torch.int64, device=oracle.device)
+    for chunk in oracle.chunk_sizes(size):
+        noise = torch.randn(
+            (chunk, oracle.dim), generator=generator, device=oracle.device, dtype=oracle.dtype
+        )
+        margin, _ = oracle.evaluate(noise)
+        count += (margin <= 0).sum()
+    return int(count)
+
+
 def monte_carlo(
     oracle: MarginOracle,
     *,
@@ -37,14 +49,7 @@ def monte_carlo(
     history = []
     error = math.inf
     while (size := next_batch(draws, batch_size, max_evaluations - draws)) > 0:
-        count = torch.zeros((), dtype=torch.int64, device=oracle.device)
-        for chunk in oracle.chunk_sizes(size):
-            noise = torch.randn(
-                (chunk, oracle.dim), generator=generator, device=oracle.device, dtype=oracle.dtype
-            )
-            margin, _ = oracle.evaluate(noise)
-            count += (margin <= 0).sum()
-        failures += int(count)
+        failures += count_failures(oracle, size, generator)
         draws += size
         p = failures / draws
         error = math.sqrt((1 - p) / (draws * p)) if failures else math.inf
