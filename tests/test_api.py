@@ -155,3 +155,16 @@ def test_results_serialise_without_nan() -> None:
     )
     assert json.dumps(result.to_dict(), allow_nan=False)
     assert np.isnan(result.value)
+
+
+def test_limit_runs_a_check_on_the_first_examples_only() -> None:
+    from robustness_checks.demo.digits import test_set
+    from robustness_checks.demo.model import digits_cnn
+
+    model = digits_cnn(pretrained=True)
+    whole = robustness_checks.calibration(model, test_set(100), bootstrap=10)
+    part = robustness_checks.calibration(model, test_set(100), bootstrap=10, limit=40)
+    first = robustness_checks.calibration(model, test_set(40), bootstrap=10)
+    assert (whole.examples, part.examples, part.evaluations) == (100, 40, 40)
+    assert part.value == first.value and part.ci == first.ci
+    assert part.settings["check"]["limit"] == 40

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 
@@ -94,3 +95,43 @@ def test_spec_timeout_is_that_checks_error_and_the_others_run(
     override.assert_outcomes(passed=1, errors=1)  # one batch: the limit is checked between
     records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert "timeout of 0.2 s" in records["slow"]["error"]
+
+
+def test_progress_line_counts_examples_and_estimates_the_time_left() -> None:
+    lines: list[str] = []
+    watch = Watch("c", None, lines.append, every=0.0)
+    watch.begin_pass(400)
+    watch.tick(10)  # before any batch is done: no estimate yet
+    time.sleep(0.05)
+    watch.examples(100, 400)
+    watch.tick(110)
+    assert "examples of this pass" not in lines[0]
+    assert re.fullmatch(
+        r"  c: 2 forward batches, 110 evaluations, 0 s, 100 of 400 examples of this pass, "
+        r"about 0 s left",
+        lines[1],
+    )
+
+
+def test_progress_lines_reach_ci_logs_without_a_terminal(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside a terminal and without -v, progress lines still come (every 30 s by default;
+    here every 0.3 s), with the examples done in the current pass."""
+    monkeypatch.setenv("ROBUSTNESS_PROGRESS_SECONDS", "0.3")
+    pytester.makepyfile(factories=SLOW)
+    pytester.makefile(
+        ".robustness.yaml",
+        spec=textwrap.dedent("""\
+            model: {factory: factories.py:model}
+            data: {factory: robustness_checks.demo.digits:test_set, kwargs: {limit: 40},
+                   batch_size: 10}
+            checks:
+              - {name: slow, type: calibration, bootstrap: 10}
+            """),
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        ["*slow: * forward batches, * examples of this pass, about * s left"]
+    )

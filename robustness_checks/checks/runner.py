@@ -10,6 +10,7 @@ from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.registry import CheckTypeError, check_type, origin
 from robustness_checks.details import Details
 from robustness_checks.errors import InsufficientData, RobustnessWarning
+from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.diagnostics import findings_warnings, watching
 from robustness_checks.execution.distributed import gather_objects, total
@@ -23,6 +24,10 @@ def execute(context: CheckContext, params: CheckSpec) -> CheckResult:
     """Run the check `params` describes; exceptions propagate to the caller. Data too thin for
     the statistic is an inconclusive result under strict and lenient (an error under point)."""
     entry = check_type(params.type)
+    limit = params.limit
+    if limit is not None and limit < len(context.examples):
+        examples = context.examples
+        context.examples = Examples(examples.x[:limit], examples.y[:limit], examples.batch_size)
     before = context.evaluations
     start = time.perf_counter()
     # The model's own draws (input noise, dropout left on) come from torch's generators, seeded

@@ -262,17 +262,24 @@ class CheckContext:
             # A random model draws the same numbers for a batch whichever process runs it.
             seed = derive_seed(self.seed, self.check_name, "model", call, positions.start)
             with seeded_torch(seed, self.device):
-                return work(
+                out = work(
                     indices,
                     examples.x[part].to(self.device, non_blocking=True),
                     examples.y[part].to(self.device, non_blocking=True),
                 )
+            if watch is not None:
+                watch.examples(watch.done + len(positions), watch.total)
+            return out
 
         outputs: list[dict[str, Any]] = []
         failure: Exception | None = None
+        count = len(examples) if order is None else len(order)
+        shard = self.world.shard(count)
+        watch = getattr(self.model, "watch", None)
+        if watch is not None:
+            watch.begin_pass(len(shard))
         try:
-            count = len(examples) if order is None else len(order)
-            outputs = batches.run(self.world.shard(count), run)
+            outputs = batches.run(shard, run)
         except Exception as error:
             failure = error
         agree_on_failure(failure, self.world)

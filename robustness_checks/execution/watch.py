@@ -17,14 +17,16 @@ class CheckTimeout(RobustnessError):
 
 class Watch:
     """Started with the check; `tick` raises CheckTimeout past the deadline and reports progress
-    (evaluations, forward batches, elapsed time) to `report` every few seconds
-    (ROBUSTNESS_PROGRESS_SECONDS, default 5)."""
+    (evaluations, forward batches, elapsed time, and within a pass over the data the examples
+    done and an estimate of the time that pass has left) to `report` every `every` seconds
+    (ROBUSTNESS_PROGRESS_SECONDS overrides it; default 5)."""
 
     def __init__(
         self,
         name: str,
         timeout: float | None = None,
         report: Callable[[str], None] | None = None,
+        every: float = 5.0,
     ) -> None:
         self.name = name
         self.timeout = timeout
@@ -32,12 +34,21 @@ class Watch:
         self.start = time.monotonic()
         self.last = self.start
         self.batches = 0
-        self.every = float(os.environ.get(PROGRESS_ENV, "5"))
+        self.every = float(os.environ.get(PROGRESS_ENV, every))
+        self.done, self.total, self.pass_start = 0, 0, self.start
 
     def exclude(self, seconds: float) -> None:
         """Leave `seconds` of work that is not the check's (the randomness probe) out of the
         time limit."""
         self.start += seconds
+
+    def examples(self, done: int, total: int) -> None:
+        """`done` of the `total` examples of the current pass over the data are finished."""
+        self.done, self.total = done, total
+
+    def begin_pass(self, total: int) -> None:
+        """A pass over `total` examples starts (map_examples)."""
+        self.done, self.total, self.pass_start = 0, total, time.monotonic()
 
     def tick(self, evaluations: int) -> None:
         now = time.monotonic()
@@ -53,5 +64,12 @@ class Watch:
             self.last = now
             self.report(
                 f"  {self.name}: {self.batches:,} forward batches, {evaluations:,} evaluations, "
-                f"{elapsed:.0f} s"
+                f"{elapsed:.0f} s{self._pass_line(now)}"
             )
+
+    def _pass_line(self, now: float) -> str:
+        """', 120 of 400 examples of this pass, about 35 s left' once a batch is done."""
+        if not self.total or not self.done:
+            return ""
+        left = (now - self.pass_start) * (self.total - self.done) / self.done
+        return f", {self.done:,} of {self.total:,} examples of this pass, about {left:.0f} s left"

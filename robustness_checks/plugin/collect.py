@@ -164,15 +164,24 @@ class CheckItem(pytest.Item):
             raise CheckFailed(result)
 
     def _watch(self, timeout: float | None) -> Any:
-        """The check's timeout and, on a terminal or with -v, a progress line every few seconds."""
+        """The check's timeout and a progress line: every 5 s on a terminal or with -v, every
+        30 s otherwise (CI logs, where pytest prints only dots)."""
         from robustness_checks.execution.watch import Watch
 
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        show = reporter is not None and (
-            self.config.get_verbosity() > 0 or getattr(reporter, "isatty", False)
-        )
-        report = (lambda line: reporter.write_line(line)) if show else None
-        return Watch(self.name, timeout, report)
+        if reporter is None:
+            return Watch(self.name, timeout)
+        lively = self.config.get_verbosity() > 0 or getattr(reporter, "isatty", False)
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+
+        def report(line: str) -> None:
+            if capture is None:
+                reporter.write_line(line)
+                return
+            with capture.global_and_fixture_disabled():  # live, past pytest's output capture
+                reporter.write_line(line)
+
+        return Watch(self.name, timeout, report, 5.0 if lively else 30.0)
 
     def record_skipped(self, report: pytest.TestReport) -> None:
         """A skipped check is in every report too, with outcome skipped and the reason."""

@@ -149,6 +149,11 @@ class CheckSpec(StrictModel):
     timeout: Seconds | None = Field(
         None, description="seconds this check may run; default: the spec's (none: no limit)"
     )
+    limit: PositiveInt | None = Field(
+        None,
+        description="use only this check's first N examples of the data (after the data's own "
+        "limit): attacks on a part of a test set whose other checks use all of it",
+    )
     benchmark: BenchmarkSettings | None = Field(
         None,
         description="pytest-benchmark settings ({rounds: 3}), used with --robustness-benchmark "
