@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REPORTS := reports
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-gpu clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m pytest benchmarks/ --benchmark-only -p no:xdist
+
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/gpu_benchmark.py --out benchmarks/gpu_results.json
 
 clean:
 	rm -rf $(REPORTS) .pytest_cache .hypothesis .benchmarks
