@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     validate = commands.add_parser("validate", help="validate spec files without running them")
     validate.add_argument("specs", nargs="+")
+    validate.add_argument(
+        "--cost",
+        action="store_true",
+        help="also load each spec's data and print each check's most forward passes",
+    )
     history = commands.add_parser(
         "history", help="print the saved baselines and each check's value and cost over them"
     )
@@ -67,7 +73,26 @@ def main(argv: list[str] | None = None) -> int:
 
             for line in spec_summary(document.spec, document.base_dir):
                 print(f"  {line}")
+            if args.cost:
+                for line in _cost_lines(document):
+                    print(f"  {line}")
     return 1 if failures else 0
+
+
+def _cost_lines(document: Any) -> list[str]:
+    """Each check's most forward passes on the spec's data (loaded to count it)."""
+    from robustness_checks.cost import check_cost
+    from robustness_checks.loading.data import build_data
+
+    try:
+        examples = len(build_data(document.spec.data, document.base_dir))
+    except Exception as error:  # the cost preview never hides the validation result
+        return [f"note: no cost preview: the data did not load: {type(error).__name__}: {error}"]
+    members = len(document.spec.model.ensemble or [])
+    lines = [f"cost on {examples:,} examples (a random model's attacks cost more; see docs):"]
+    for check in document.spec.checks:
+        lines.append("  " + check_cost(check, examples, members).line(check.name, check.type))
+    return lines
 
 
 def _history(storage: str) -> int:

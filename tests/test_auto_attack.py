@@ -205,9 +205,9 @@ def test_scaled_model_fails_on_masking_evidence_with_pgd() -> None:
     assert "is not trustworthy: use method: auto" in message
     assert "meets min_accuracy 0.5 on 150 examples" in message
     probe = result.details["masking_probe"]
-    # PGD-20 on 150 examples: 3,300 passes, a budget of 825: 6 examples at 111 queries.
+    # PGD-20 on 150 examples: 3,300 passes, a budget of 825: 6 examples at 109 queries.
     assert result.details["forward_passes"] == 150 * 22 and probe["budget"] == 825
-    assert plan_probe(150, 825).examples == 6 and probe["queries"] == 111
+    assert plan_probe(150, 825).examples == 6 and probe["queries"] == 109
     assert probe["steps"] == PROBE_STEPS and probe["suspected"]
     assert probe["broken"] >= 3 and probe["stopped"].startswith("settled: enough")
     assert 0 < probe["evaluations"] <= probe["budget"]

@@ -22,6 +22,9 @@ PROBE_STEPS = 25
 PROBE_QUERIES = 500
 MIN_QUERIES = 100
 MIN_PROBED = MIN_BROKEN + 2  # fewer examples could never show more than MIN_BROKEN broken
+# Passes per probed example besides Square's queries: APGD's clean pass, steps and last point,
+# and Square's clean pass.
+OVERHEAD = PROBE_STEPS + 3
 CHUNKS = 4  # the probe looks at its count after each quarter of its examples
 
 
@@ -34,7 +37,7 @@ class ProbePlan:
 
     @property
     def most_passes(self) -> int:
-        return self.examples * (PROBE_STEPS + 1 + self.queries)
+        return self.examples * (OVERHEAD + self.queries)
 
     @property
     def needed(self) -> int:
@@ -45,10 +48,10 @@ class ProbePlan:
 def plan_probe(candidates: int, budget: int) -> ProbePlan:
     """The most examples (up to PROBE_EXAMPLES) that `budget` forward passes pay for at
     MIN_QUERIES each, then the queries (up to PROBE_QUERIES) the budget leaves per example."""
-    examples = min(candidates, PROBE_EXAMPLES, budget // (PROBE_STEPS + 1 + MIN_QUERIES))
+    examples = min(candidates, PROBE_EXAMPLES, budget // (OVERHEAD + MIN_QUERIES))
     if examples == 0:
         return ProbePlan(0, 0)
-    return ProbePlan(examples, min(PROBE_QUERIES, budget // examples - (PROBE_STEPS + 1)))
+    return ProbePlan(examples, min(PROBE_QUERIES, budget // examples - OVERHEAD))
 
 
 def wants_probe(attack: AttackSpec, bounded: bool) -> bool:
