@@ -88,6 +88,7 @@ def test_spec_timeout_is_that_checks_error_and_the_others_run(
     records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert records["slow"]["outcome"] == "error"
     assert "ran past its timeout of 1.5 s" in records["slow"]["error"]
+    assert "examples of its pass over the data done" in records["slow"]["error"]
     assert records["quick"]["outcome"] == "passed"
     override = pytester.runpytest(
         "-p", "no:cacheprovider", "--robustness-timeout=0.2", "--robustness-json=r.json"

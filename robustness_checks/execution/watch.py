@@ -55,10 +55,16 @@ class Watch:
         self.batches += 1
         elapsed = now - self.start
         if self.timeout is not None and elapsed > self.timeout:
+            done = (
+                f", {self.done:,} of {self.total:,} examples of its pass over the data done"
+                if self.total
+                else ""
+            )
             raise CheckTimeout(
                 f"check {self.name!r} ran past its timeout of {self.timeout:g} s after "
-                f"{self.batches:,} forward batches ({evaluations:,} evaluations); raise `timeout` "
-                "(spec, check or --robustness-timeout) or give the check less work"
+                f"{self.batches:,} forward batches ({evaluations:,} evaluations{done}); raise "
+                "`timeout` (spec, check or --robustness-timeout), give the check less work "
+                "(`limit`), or see its cost first (python -m robustness_checks validate --cost)"
             )
         if self.report is not None and now - self.last >= self.every:
             self.last = now
