@@ -63,6 +63,7 @@ class InputRow(Block):
 
     index: int
     label: int
+    estimator: str | None = None  # mc-at-bound when the test at the bound decided
     probability: float
     log10_probability: float | None
     relative_error: float | None
@@ -189,6 +190,7 @@ def input_row(
     return {
         "index": index,
         "label": label,
+        "estimator": estimate.estimator,
         "probability": estimate.probability,
         "log10_probability": estimate.log10_probability,
         "relative_error": estimate.relative_error,
@@ -245,7 +247,8 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
     over = [r for r in rows if r["outcome"] == "over"]
     unsure = [r for r in rows if r["outcome"] == "inconclusive"]
     worst = max(rows, key=lambda r: (r["probability"], r["ci"][1]))
-    setting = f"sigma {format_number(params.sigma)}, {params.estimator}"
+    used = dict.fromkeys(r.get("estimator") or params.estimator for r in rows)
+    setting = f"sigma {format_number(params.sigma)}, {', '.join(used)}"
     bound = params.max_probability
     if bound is None:
         statement = f"largest {_describe(worst, level)} [{setting}]"

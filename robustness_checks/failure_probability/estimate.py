@@ -147,7 +147,7 @@ def settle_against_bound(
     test_error = BOUND_TEST_SHARE * error
     share = max_evaluations // 2
     spent = 0
-    if draws_to_pass(bound, test_error) <= share:
+    if bound < 1.0 and draws_to_pass(bound, test_error) <= share:
         oracle = MarginOracle(model, x, label, sigma, bounds=bounds, batch_size=batch_size)
         was_training = model.training
         model.eval()
