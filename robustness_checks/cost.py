@@ -8,8 +8,14 @@ from typing import Any
 from robustness_checks.checks.common.attack_spec import GRADIENT_METHODS
 
 RANDOMNESS_PROBE = 64  # two passes over 32 examples before every check
-# Per eps and example, auto's stages at most: APGD-CE, APGD-T (9 targets), Square.
-AUTO_PASSES = {"standard": 101 + 9 * 101 + 5000, "fast": 101 + 9 * 26 + 300, "rand": 2 * 101}
+# Per eps and example, auto's stages at most (name, passes): APGD-CE, APGD-T (9 targets),
+# Square; rand's two stages are per draw of its expectation.
+AUTO_STAGES = {
+    "standard": (("APGD-CE", 101), ("APGD-T", 9 * 101), ("Square", 5000)),
+    "fast": (("APGD-CE", 101), ("APGD-T", 9 * 26), ("Square", 300)),
+    "rand": (("APGD-CE", 101), ("APGD-DLR", 101)),
+}
+AUTO_PASSES = {version: sum(n for _, n in stages) for version, stages in AUTO_STAGES.items()}
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,10 @@ def attack_passes(attack: Any, examples: int) -> tuple[int, str]:
     steps = attack.resolved_steps or 1
     method = attack.method
     if method == "auto":
-        per = AUTO_PASSES[attack.version] * (eot if attack.version == "rand" else 1)
-        return examples * (1 + eps * per), f"{examples} x (1 + {eps} eps x {per:,} {method})"
+        draws = eot if attack.version == "rand" else 1
+        per = AUTO_PASSES[attack.version] * draws
+        stages = " + ".join(f"{name} {n * draws:,}" for name, n in AUTO_STAGES[attack.version])
+        return examples * (1 + eps * per), f"{examples} x (1 + {eps} eps x ({stages}))"
     if method == "fgsm":
         per = 2
     elif method in ("pgd", "apgd"):
@@ -71,7 +79,8 @@ def check_cost(check: Any, examples: int, members: int = 0) -> Cost:
         passes, how = attack_passes(check.attack, examples)
         probed = check.gradient_masking == "fail" and check.attack.method in GRADIENT_METHODS
         probe = int(check.probe_budget * passes) if probed else 0
-        return Cost(passes + probe + RANDOMNESS_PROBE, f"{how}; masking probe <= {probe:,}")
+        how += f"; masking probe <= {probe:,}" if probed else ""
+        return Cost(passes + probe + RANDOMNESS_PROBE, how)
     if kind == "entropy_trend":
         passes, how = attack_passes(check.attack.model_copy(update={"eps": check.eps}), examples)
         sampled = examples * len(check.eps) * samples_of(check, members)
