@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -23,6 +24,7 @@ BATCH_SIZE = 64
 LEARNING_RATE = 1e-3
 DEFAULT_SEEDS = [0, 1, 2, 3, 4]
 KNOWN_CLASSES_SEED = 0
+M = TypeVar("M", bound=nn.Module)
 
 
 @torch.no_grad()
@@ -45,7 +47,22 @@ def train_one(seed: int, epochs: int, known_classes: Sequence[int] | None = None
     else:
         x, y = train_set(classes=known_classes)
         model = DigitsCNN(num_classes=len(known_classes))
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    return fit(model, x, y, epochs=epochs, seed=seed)
+
+
+def fit(
+    model: M,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    seed: int,
+    learning_rate: float = LEARNING_RATE,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+) -> M:
+    """Adam on the cross-entropy, shuffled batches of BATCH_SIZE from a generator seeded with
+    `seed` (which `augment`, given, also draws from); the model comes back in eval mode."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -53,8 +70,9 @@ def train_one(seed: int, epochs: int, known_classes: Sequence[int] | None = None
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), BATCH_SIZE):
             batch = order[start : start + BATCH_SIZE]
+            inputs = x[batch] if augment is None else augment(x[batch], generator)
             optimizer.zero_grad()
-            loss_fn(model(x[batch]), y[batch]).backward()
+            loss_fn(model(inputs), y[batch]).backward()
             optimizer.step()
     return model.eval()
 

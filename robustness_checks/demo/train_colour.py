@@ -19,9 +19,8 @@ from robustness_checks.demo.colour_digits import (
     colour_train_set,
     weights_path,
 )
-from robustness_checks.demo.train import accuracy
+from robustness_checks.demo.train import accuracy, fit
 
-BATCH_SIZE = 64
 LEARNING_RATE = 2e-3
 
 
@@ -36,17 +35,7 @@ def train(name: str, epochs: int, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     x, y = colour_train_set()
     model = ARCHITECTURES[name]()
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        model.train()
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), BATCH_SIZE):
-            batch = order[start : start + BATCH_SIZE]
-            optimizer.zero_grad()
-            F.cross_entropy(model(shifted(x[batch], generator)), y[batch]).backward()
-            optimizer.step()
-    return model.eval()
+    return fit(model, x, y, epochs=epochs, seed=seed, learning_rate=LEARNING_RATE, augment=shifted)
 
 
 def main() -> None:
