@@ -15,7 +15,7 @@ never fail passes after ln(1 / (w_0 a)) / -ln(1 - b) draws (about 4,800 for b = 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -92,10 +92,10 @@ def limits(failures: int, draws: int, error: float) -> tuple[float, float]:
     reject at `error` with these counts: bisection on the bound, 40 halvings in log space."""
     threshold = math.log(1.0 / error)
 
-    def bisect(rejects: object, low: float, high: float) -> float:
+    def bisect(rejects: Callable[[float], bool], low: float, high: float) -> float:
         for _ in range(40):
             middle = math.sqrt(low * high)
-            if rejects(middle):  # type: ignore[operator]
+            if rejects(middle):
                 high = middle
             else:
                 low = middle
