@@ -125,6 +125,8 @@ def measured_settings(check: Any, settings: RunSettings, **context: Any) -> dict
         name for name in type(check).model_fields if isinstance(getattr(check, name), DataSpec)
     }
     fields = check.model_dump(mode="json", exclude=skipped)
+    if fields.get("limit", 0) is None:
+        del fields["limit"]  # every check has it: unset, baselines saved before it stay comparable
     return json.loads(json.dumps({"check": fields, **settings.measured(), **context}, default=str))
 
 

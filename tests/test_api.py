@@ -168,3 +168,4 @@ def test_limit_runs_a_check_on_the_first_examples_only() -> None:
     assert (whole.examples, part.examples, part.evaluations) == (100, 40, 40)
     assert part.value == first.value and part.ci == first.ci
     assert part.settings["check"]["limit"] == 40
+    assert "limit" not in whole.settings["check"]  # unset: fingerprints as before the field
