@@ -69,6 +69,11 @@ def samples_of(check: Any, members: int) -> int:
     return int(uncertainty.samples or 1)
 
 
+def inputs_of(check: Any) -> int:
+    """How many inputs a check that selects inputs (noise, fuzz) studies."""
+    return len(check.indices) if check.indices else check.inputs or type(check).default_inputs
+
+
 def check_cost(check: Any, examples: int, members: int = 0) -> Cost:
     """At most how many forward passes `check` makes on `examples` examples (`members`: the
     spec's ensemble members)."""
@@ -86,11 +91,11 @@ def check_cost(check: Any, examples: int, members: int = 0) -> Cost:
         sampled = examples * len(check.eps) * samples_of(check, members)
         return Cost(passes + sampled + RANDOMNESS_PROBE, f"{how}; {sampled:,} sampling")
     if kind == "noise":
-        inputs = len(check.indices) if check.indices else check.inputs or type(check).default_inputs
+        inputs = inputs_of(check)
         passes = inputs * check.max_evaluations + min(examples, 1024)
         return Cost(passes + RANDOMNESS_PROBE, f"{inputs} inputs x {check.max_evaluations:,}")
     if kind == "fuzz":
-        inputs = len(check.indices) if check.indices else check.inputs or type(check).default_inputs
+        inputs = inputs_of(check)
         passes = inputs * check.max_examples * 2 + examples
         return Cost(passes + RANDOMNESS_PROBE, f"{inputs} inputs x {check.max_examples} x 2")
     if kind in ("calibration", "selective", "failure_prediction", "ood"):

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_noise_check import affine
+from test_noise_check import affine, one_input
 
 import robustness_checks
 from robustness_checks.failure_probability.bound_test import (
@@ -91,13 +91,11 @@ def test_an_input_near_the_bound_is_inconclusive_and_the_message_names_what_woul
     from robustness_checks.checks.noise import settle_hint
 
     model, x, truth = affine(3.1)  # p about 9.7e-4, just below 1e-3
-    result = robustness_checks.noise(
+    result = one_input(
         model,
-        (x, torch.zeros(1, dtype=torch.long)),
-        sigma=0.1,
+        x,
         estimator="mc",
         max_probability=1e-3,
-        bounds=None,
         max_evaluations=4000,
     )
     assert result.details["inputs"][0]["outcome"] == "inconclusive" and truth < 1e-3

@@ -23,16 +23,23 @@ def affine(distance: float, dim: int = 32) -> tuple[torch.nn.Module, torch.Tenso
     return model, x, truth
 
 
+def one_input(
+    model: torch.nn.Module, x: torch.Tensor, **options: object
+) -> robustness_checks.CheckResult:
+    """The noise check on the single input `x` (label 0), sigma 0.1, unbounded inputs."""
+    return robustness_checks.noise(
+        model, (x, torch.zeros(1, dtype=torch.long)), sigma=0.1, bounds=None, **options
+    )
+
+
 @pytest.mark.parametrize("estimator", ["importance", "splitting"])
 def test_small_probability_within_the_bound_passes(estimator: str) -> None:
     model, x, truth = affine(4.75)  # p about 1e-6
-    result = robustness_checks.noise(
+    result = one_input(
         model,
-        (x, torch.zeros(1, dtype=torch.long)),
-        sigma=0.1,
+        x,
         estimator=estimator,
         max_probability=1e-4,
-        bounds=None,
         max_evaluations=20000,
     )
     assert result, result.message
@@ -45,13 +52,11 @@ def test_small_probability_within_the_bound_passes(estimator: str) -> None:
 
 def test_probability_over_the_bound_fails_and_says_so() -> None:
     model, x, truth = affine(2.0)  # p about 0.023
-    result = robustness_checks.noise(
+    result = one_input(
         model,
-        (x, torch.zeros(1, dtype=torch.long)),
-        sigma=0.1,
+        x,
         estimator="mc",
         max_probability=1e-3,
-        bounds=None,
     )
     assert not result
     assert "is over max_probability 0.001" in result.message
@@ -60,13 +65,11 @@ def test_probability_over_the_bound_fails_and_says_so() -> None:
 
 def test_budget_too_small_is_inconclusive() -> None:
     model, x, _ = affine(3.0)  # p about 1.3e-3, next to the bound
-    result = robustness_checks.noise(
+    result = one_input(
         model,
-        (x, torch.zeros(1, dtype=torch.long)),
-        sigma=0.1,
+        x,
         estimator="mc",
         max_probability=1.5e-3,
-        bounds=None,
         max_evaluations=200,
     )
     assert not result

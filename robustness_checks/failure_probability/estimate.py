@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -57,16 +59,13 @@ def estimate_failure_probability(
     _validate(x, sigma, estimator, relative_error, max_evaluations, confidence, bounds, batch_size)
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(0)
-    oracle = MarginOracle(model, x, label, sigma, bounds=bounds, batch_size=batch_size)
     common = {
         "relative_error": relative_error,
         "max_evaluations": int(max_evaluations),
         "confidence": confidence,
         "generator": generator,
     }
-    was_training = model.training
-    model.eval()
-    try:
+    with _oracle(model, x, label, sigma, bounds, batch_size) as oracle:
         if estimator == "mc":
             result = monte_carlo(oracle, batch_size=batch_size, **common, **options)
         elif estimator == "splitting":
@@ -82,10 +81,27 @@ def estimate_failure_probability(
                 **common,
                 **options,
             )
-    finally:
-        model.train(was_training)
     result.nonfinite, result.draws = oracle.nonfinite, oracle.draws
     return result
+
+
+@contextmanager
+def _oracle(
+    model: nn.Module,
+    x: Tensor,
+    label: int,
+    sigma: float,
+    bounds: tuple[float, float] | None,
+    batch_size: int,
+) -> Iterator[MarginOracle]:
+    """The margin oracle of `x` under noise, with the model in eval mode for the block (its
+    mode restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield MarginOracle(model, x, label, sigma, bounds=bounds, batch_size=batch_size)
+    finally:
+        model.train(was_training)
 
 
 def _validate(
@@ -148,10 +164,7 @@ def settle_against_bound(
     share = max_evaluations // 2
     spent = 0
     if bound < 1.0 and draws_to_pass(bound, test_error) <= share:
-        oracle = MarginOracle(model, x, label, sigma, bounds=bounds, batch_size=batch_size)
-        was_training = model.training
-        model.eval()
-        try:
+        with _oracle(model, x, label, sigma, bounds, batch_size) as oracle:
             tested, verdict = bound_test(
                 oracle,
                 bound=bound,
@@ -160,8 +173,6 @@ def settle_against_bound(
                 batch_size=batch_size,
                 generator=generator,
             )
-        finally:
-            model.train(was_training)
         tested.nonfinite, tested.draws = oracle.nonfinite, oracle.draws
         if verdict.side != "open":
             return tested
