@@ -73,7 +73,7 @@ def adversarial(
     loss: Literal['ce', 'dlr'] = 'ce',
     queries: int = 5000,
     p_init: float | None = None,
-    version: Literal['standard', 'fast', 'rand'] = 'standard',
+    version: Literal['standard', 'fast', 'full', 'rand'] = 'standard',
     eot: int | None = None,
     draws: int = 32,
     random_accuracy: Literal['expected', 'majority'] = 'expected',

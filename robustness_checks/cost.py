@@ -8,11 +8,13 @@ from typing import Any
 from robustness_checks.checks.common.attack_spec import GRADIENT_METHODS
 
 RANDOMNESS_PROBE = 64  # two passes over 32 examples before every check
-# Per eps and example, auto's stages at most (name, passes): APGD-CE, APGD-T (9 targets),
-# Square; rand's two stages are per draw of its expectation.
+# Per eps and example, auto's stages at most (name, passes): APGD-CE, APGD-T (standard: MALT's
+# ranking pass, then 4 targets; fast and full: 9 targets), Square; rand's two stages are per
+# draw of its expectation.
 AUTO_STAGES = {
-    "standard": (("APGD-CE", 101), ("APGD-T", 9 * 101), ("Square", 5000)),
+    "standard": (("APGD-CE", 101), ("APGD-T", 1 + 4 * 101), ("Square", 5000)),
     "fast": (("APGD-CE", 101), ("APGD-T", 9 * 26), ("Square", 300)),
+    "full": (("APGD-CE", 101), ("APGD-T", 9 * 101), ("Square", 5000)),
     "rand": (("APGD-CE", 101), ("APGD-DLR", 101)),
 }
 AUTO_PASSES = {version: sum(n for _, n in stages) for version, stages in AUTO_STAGES.items()}

@@ -159,6 +159,21 @@ class ModelRandomness(Block):
     handling: str | None = None
 
 
+class PartialWork(Block):
+    """What a check that ran past its timeout had finished: the examples of its pass over the
+    data that were done, of how many, and the figures those examples give (e.g. accuracy)."""
+
+    examples_done: int
+    examples: int
+    figures: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        figures = ", ".join(f"{name} {value:.4g}" for name, value in self.figures.items())
+        return f"{self.examples_done:,} of {self.examples:,} examples done" + (
+            f" ({figures} on those)" if figures else ""
+        )
+
+
 class Details(Block):
     """Details of a result. The base accepts any keys (third-party types that declare no model);
     each built-in type subclasses it with its fields and `extra="forbid"`, so a renamed key is
@@ -176,6 +191,8 @@ class Details(Block):
     saliency_maps: dict[str, Any] | None = None
     # Every check learns whether the model is random (the runner fills it in).
     model_randomness: ModelRandomness | None = None
+    # A check stopped by its timeout keeps what it had finished (the runner fills it in).
+    timed_out: PartialWork | None = None
 
     def shown_examples(self) -> list[ExampleRow]:
         """The examples the report pictures (failing ones); none by default."""

@@ -75,25 +75,38 @@ def test_spec_timeout_is_that_checks_error_and_the_others_run(
         ".robustness.yaml",
         spec=textwrap.dedent("""\
             model: {factory: factories.py:model}
-            data: {factory: robustness_checks.demo.digits:test_set, kwargs: {limit: 40}}
+            data: {factory: robustness_checks.demo.digits:test_set, kwargs: {limit: 40},
+                   batch_size: 10}
             timeout: 1.5
             checks:
-              - {name: slow, type: adversarial, attack: {eps: 0.1, steps: 40}}
+              - {name: slow, type: adversarial, attack: {eps: 0.1, steps: 2}}
               - {name: quick, type: calibration, bootstrap: 10, timeout: 30}
             """),
     )
     result = pytester.runpytest("-v", "-p", "no:cacheprovider", "--robustness-json=r.json")
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*slow: * forward batches, * evaluations, * s*"])
+    # The check's own error, not a setup's: nothing was set up that failed.
+    result.stdout.fnmatch_lines(["*ERROR at call of adversarial: slow*", "ERROR *::slow - *"])
+    result.stdout.no_fnmatch_line("*ERROR at setup*")
+    junit = pytester.runpytest("-p", "no:cacheprovider", "--junitxml=j.xml")
+    junit.assert_outcomes(passed=1, errors=1)
+    assert "<error" in (pytester.path / "j.xml").read_text()
     records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert records["slow"]["outcome"] == "error"
     assert "ran past its timeout of 1.5 s" in records["slow"]["error"]
     assert "examples of its pass over the data done" in records["slow"]["error"]
+    # It keeps what it finished: the examples done and their accuracy under attack.
+    kept = records["slow"]["details"]["timed_out"]
+    assert kept["examples"] == 40 and 0 < kept["examples_done"] < 40
+    assert records["slow"]["examples"] == kept["examples_done"]
+    assert set(kept["figures"]) == {"clean accuracy", "accuracy at eps 0.1"}
+    assert f"kept: {kept['examples_done']} of 40 examples done" in records["slow"]["error"]
     assert records["quick"]["outcome"] == "passed"
     override = pytester.runpytest(
         "-p", "no:cacheprovider", "--robustness-timeout=0.2", "--robustness-json=r.json"
     )
-    override.assert_outcomes(passed=1, errors=1)  # one batch: the limit is checked between
+    override.assert_outcomes(errors=2)  # the command line's limit is every check's
     records = {r["check"]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     assert "timeout of 0.2 s" in records["slow"]["error"]
 

@@ -37,6 +37,7 @@ from robustness_checks.attacks.regions import (
 from robustness_checks.attacks.result import AttackResult
 from robustness_checks.attacks.single_shot import single_shot
 from robustness_checks.attacks.square import square
+from robustness_checks.attacks.targets import malt_targets
 from robustness_checks.errors import ModelOutputError
 
 AttackMethod = Literal["fgsm", "pgd", "apgd", "square", "auto", "uniform", "gaussian"]
@@ -63,12 +64,15 @@ def run_attack(
     loss: AttackLoss = "ce",
     queries: int = 5000,
     p_init: float | None = None,
-    version: Literal["standard", "fast", "rand"] = "standard",
+    version: Literal["standard", "fast", "full", "rand"] = "standard",
     bounds: tuple[float, float] | None = (0.0, 1.0),
     generator: RandomSource = None,
     max_batch: int | None = None,
     eot: int | None = None,
     draws: int = DEFAULT_DRAWS,
+    ranking: Literal["logits", "malt"] = "logits",
+    retire: Sequence[tuple[int, float]] = (),
+    stall: int | None = None,
 ) -> AttackResult:
     """Attack `model` on raw inputs `x` with labels `y` at every eps, in one batched run.
 
@@ -87,10 +91,13 @@ def run_attack(
     - 'square': the Square attack (Andriushchenko et al. 2020), gradient-free random search
       on the margin loss with at most `queries` model queries per row, square side from the
       area fraction `p_init` (None: 0.8 for L-inf, 0.1 for L2) halving on the paper's schedule;
-      a row stops querying once it succeeds, whatever `early_stop`. Loss 'ce' only (the result's
-      `loss` is cross-entropy); `steps`, `restarts`, `random_start`, `step_size` are unused.
+      a row stops querying once it succeeds, whatever `early_stop`, and with `retire` or
+      `stall` when it makes too little progress (see `attacks.square.square`). Loss 'ce' only
+      (the result's `loss` is cross-entropy); `steps`, `restarts`, `random_start`, `step_size`
+      are unused.
     - 'auto': per example the worst case over APGD-CE, APGD-T (targeted DLR) and Square, each
-      run only on the examples still robust (`version` 'standard' or the cheaper 'fast'; see
+      run only on the examples still robust (`version` 'standard', the cheaper 'fast' or
+      AutoAttack's complete budget 'full'; see
       `robustness_checks.attacks.auto.run_auto`, which gets norm, eps, bounds, generator,
       max_batch, eot and draws; the other options are unused). The result is an
       `AutoAttackResult`. Version 'rand' is AutoAttack's for random models: APGD-CE and
@@ -110,6 +117,8 @@ def run_attack(
     is loss='dlr', targeted=9 on 10 classes), all at once; per eps and example the result keeps
     a point predicted as its target if any target run found one, else the highest-loss point,
     and `targets` is then (len(eps), n): the target of each kept point (else (n,)).
+    ranking: which N classes that is: 'logits' (highest clean logit) or 'malt' (nearest
+    linearised boundary, MALT; one more forward pass and one backward pass per class).
     loss: 'ce' (cross-entropy; minus cross-entropy to the target when targeted) or 'dlr', the
     difference of logits ratio, invariant to scaling the logits: -(z_y - max_{i != y} z_i) /
     (z_pi1 - z_pi3), targeted -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2), pi sorting the
@@ -159,6 +168,10 @@ def run_attack(
     if method == "apgd" and step_size is not None:
         raise ValueError("apgd sets its own step sizes (2 eps, halved on stalls): omit step_size")
     top_n = method == "apgd" and isinstance(targeted, int) and not isinstance(targeted, bool)
+    if ranking not in ("logits", "malt") or (ranking == "malt" and not top_n):
+        raise ValueError("ranking='malt' orders the targets of apgd with targeted=N")
+    if (retire or stall is not None) and method != "square":
+        raise ValueError("retire and stall stop rows of the square attack")
     norm_name = parse_norm(norm)
     eps_values = as_eps_list(eps)
     check_int("steps", steps, 0)
@@ -189,7 +202,9 @@ def run_attack(
         objective = make_objective(loss, targeted is not None, clean_logits.shape[1])
         if random_model:
             objective = KeptByLoss(objective)
-        if top_n:
+        if top_n and ranking == "malt":
+            targets = malt_targets(ev, x, y, targeted, norm_name)  # (N, n)
+        elif top_n:
             targets = top_targets(clean_logits.detach(), y, targeted)  # (N, n)
         elif targeted is not None:
             targets = _labels(y, targeted, clean_logits.detach()).unsqueeze(0)
@@ -251,7 +266,17 @@ def run_attack(
                 group=count * n,
             )
         elif method == "square":
-            square(ev, objective, rows, best, queries=queries, p_init=p_init, generator=generator)
+            square(
+                ev,
+                objective,
+                rows,
+                best,
+                queries=queries,
+                p_init=p_init,
+                generator=generator,
+                retire=retire,
+                stall=stall,
+            )
         elif method == "fgsm":
             single_shot(
                 ev, objective, rows, best, [unit_direction(grad, norm_name)], early_stop=False

@@ -32,19 +32,39 @@ from robustness_checks.attacks.regions import (
 )
 from robustness_checks.attacks.result import AttackResult
 from robustness_checks.attacks.stage import run_stage
+from robustness_checks.attacks.targets import malt_targets
 from robustness_checks.errors import ModelOutputError
 from robustness_checks.execution.random_streams import ExampleStream
 from robustness_checks.execution.seeding import derive_seed
 
-AutoVersion = Literal["standard", "fast", "rand"]
+AutoVersion = Literal["standard", "fast", "full", "rand"]
 VERSIONS: tuple[str, ...] = get_args(AutoVersion)
-# Per version: APGD-CE steps, APGD-T targets, APGD-T steps, Square queries. `standard` is
-# AutoAttack's (Croce and Hein 2020) without FAB-T. `fast` keeps APGD-CE and the 9 targets (the
-# cheap part: most breaks are theirs) and cuts APGD-T's steps and above all Square's queries,
-# which every example still robust pays in full (benchmarks/README.md, "AutoAttack").
-BUDGETS: dict[str, tuple[int, int, int, int]] = {
-    "standard": (100, 9, 100, 5000),
-    "fast": (100, 9, 25, 300),
+# `full` is AutoAttack's budget (Croce and Hein 2020) without FAB-T: 9 targets by clean logit,
+# 5000 Square queries for every row. `standard` attacks MALT's 4 nearest targets (Melamed et al.
+# 2024), and its Square stops on a row whose margin is still above 0.3 of its start after 500
+# queries or that has refused 300 proposals in a row: within 0.5 points of `full` at a quarter
+# or less of its passes (benchmarks/README.md, "auto at real scale"). `fast` keeps APGD-CE and
+# the 9 targets and cuts APGD-T's steps and Square's queries.
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What one version spends: APGD-CE steps, APGD-T targets (ranked by clean logit or MALT)
+    and steps, Square queries, and when Square retires a row (see `square`)."""
+
+    steps: int
+    targets: int
+    ranking: Literal["logits", "malt"]
+    targeted_steps: int
+    queries: int
+    retire: tuple[tuple[int, float], ...] = ()
+    stall: int | None = None
+
+
+BUDGETS: dict[str, Budget] = {
+    "standard": Budget(100, 4, "malt", 100, 5000, retire=((500, 0.3),), stall=300),
+    "fast": Budget(100, 9, "logits", 25, 300),
+    "full": Budget(100, 9, "logits", 100, 5000),
 }
 RAND_STEPS = 100  # `rand`: APGD-CE and APGD-DLR, each with expectation over `eot` draws
 
@@ -91,9 +111,11 @@ class AutoAttackResult(AttackResult):
 def auto_stages(version: str, classes: int) -> list[Stage]:
     """The attacks of `version` for a `classes`-way model, in the order they run.
 
-    standard: APGD-CE (100 steps), APGD-T (targeted DLR, the min(9, classes - 1) most likely
-    other classes, 100 steps), Square (5000 queries). fast: the same with 25 APGD-T steps and
-    300 Square queries.
+    standard: APGD-CE (100 steps), APGD-T (targeted DLR, the min(4, classes - 1) classes of
+    nearest linearised boundary (MALT), 100 steps), Square (5000 queries; a row still above 0.3
+    of its start margin after 500, or refusing 300 proposals in a row, stops). full: APGD-CE,
+    APGD-T on the min(9, classes - 1) most likely other classes, Square with 5000 queries for
+    every row. fast: full's with 25 APGD-T steps and 300 Square queries.
     With 3 classes the second stage is untargeted APGD-DLR; with 2 it is left out (the DLR
     losses need 3 and 4 classes). rand (AutoAttack's for random models): APGD-CE and untargeted
     APGD-DLR, 100 steps each (run on the model's logits averaged over draws).
@@ -105,14 +127,16 @@ def auto_stages(version: str, classes: int) -> list[Stage]:
         return stages
     if version not in BUDGETS:
         raise ValueError(f"unknown auto version {version!r}: use one of {', '.join(VERSIONS)}")
-    steps, targets, dlr_steps, queries = BUDGETS[version]
-    stages = [Stage("APGD-CE", {"method": "apgd", "loss": "ce", "steps": steps})]
+    budget = BUDGETS[version]
+    stages = [Stage("APGD-CE", {"method": "apgd", "loss": "ce", "steps": budget.steps})]
+    targeted = {"method": "apgd", "loss": "dlr", "steps": budget.targeted_steps}
     if classes >= 4:
-        options = {"method": "apgd", "loss": "dlr", "targeted": min(targets, classes - 1)}
-        stages.append(Stage("APGD-T", {**options, "steps": dlr_steps}))
+        targets = min(budget.targets, classes - 1)
+        stages.append(Stage("APGD-T", {**targeted, "targeted": targets, "ranking": budget.ranking}))
     elif classes == 3:
-        stages.append(Stage("APGD-DLR", {"method": "apgd", "loss": "dlr", "steps": dlr_steps}))
-    stages.append(Stage("Square", {"method": "square", "queries": queries}))
+        stages.append(Stage("APGD-DLR", targeted))
+    square = {"method": "square", "queries": budget.queries, "retire": budget.retire}
+    stages.append(Stage("Square", {**square, "stall": budget.stall}))
     return stages
 
 
@@ -277,7 +301,7 @@ class _Stages:
         stream = stage_generator(self.generator, stage.name, subset)
         targeted = stage.options.get("targeted")
         if targeted is None:
-            self._run(stage, outcome, row, eps, subset, None, stream, None)
+            self._run(stage, outcome, row, eps, subset, None, stream, None, diagnose=True)
             return
         # APGD-T: the targets one after another, each on the examples still robust, all from
         # the random start that one run over every target would draw.
@@ -285,13 +309,28 @@ class _Stages:
         noise = unit_noise(
             "uniform", self.norm, shape, generator=stream, device=x.device, dtype=x.dtype
         )
+        order = self._targets(stage, outcome, subset, targeted)
         for rank in range(targeted):
             if rank:
                 left = ~worst.fooled[row].index_select(0, subset)
-                subset, noise = subset[left], noise[left]
+                subset, noise, order = subset[left], noise[left], order[:, left]
                 if subset.numel() == 0:
                     return
-            self._run(stage, outcome, row, eps, subset, rank, stream, noise)
+            targets = order[rank : rank + 1]
+            self._run(stage, outcome, row, eps, subset, targets, stream, noise, diagnose=not rank)
+
+    def _targets(self, stage: Stage, outcome: StageOutcome, subset: Tensor, count: int) -> Tensor:
+        """(count, n) target classes of the examples `subset`, in the order they are attacked:
+        by clean logit, or by MALT's linearised distance (its passes count for the stage)."""
+        worst = self.worst
+        labels = worst.y.index_select(0, subset)
+        if stage.options.get("ranking") != "malt":
+            return top_targets(worst.clean_logits.index_select(0, subset), labels, count)
+        ev = Evaluator(self.model, self.eot or 1)
+        order = malt_targets(ev, worst.x.index_select(0, subset), labels, count, self.norm)
+        outcome.forward_passes += ev.forward_passes
+        outcome.backward_passes += ev.backward_passes
+        return order
 
     def _run(
         self,
@@ -300,18 +339,17 @@ class _Stages:
         row: int,
         eps: float,
         subset: Tensor,
-        rank: int | None,
+        targets: Tensor | None,
         stream: RandomSource,
         noise: Tensor | None,
+        *,
+        diagnose: bool,
     ) -> None:
         worst = self.worst
         labels = worst.y.index_select(0, subset)
         clean = worst.clean_logits.index_select(0, subset)
-        targets = None
-        if rank is not None:
-            targets = top_targets(clean, labels, stage.options["targeted"])[rank : rank + 1]
         ev = Evaluator(self.model, self.eot or 1)
-        if rank:  # one diagnostic per stage: the first target's, on all the stage's examples
+        if not diagnose:  # one diagnostic per stage: the first target's
             ev.zero_gradients = torch.zeros((), dtype=torch.long, device=subset.device)
         best = run_stage(
             ev,

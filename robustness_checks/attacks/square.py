@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -29,9 +30,18 @@ def square(
     queries: int,
     p_init: float | None,
     generator: RandomSource,
+    retire: Sequence[tuple[int, float]] = (),
+    stall: int | None = None,
 ) -> None:
     """Run the Square attack on every row not yet successful in `best`, `queries` model
     queries per row at most (the start point included), and merge its final point into `best`.
+
+    `retire`: (query, share) pairs; after `query` queries a row whose margin is still above
+    `share` of its margin at the start point stops there (a per-row rule, so batches do not
+    matter). The rows Square breaks late have made most of their progress early, so this saves
+    most of the queries on rows it would never break (validated in benchmarks/README.md).
+    `stall`: a row whose last `stall` proposals were all refused stops (on small inputs the
+    search ends in a point no square move improves, and every later query is spent there).
 
     Each row minimises the margin z_y - max_{i != y} z_i (targeted: max_{i != t} z_i - z_t) and
     accepts a proposal only where it lowers the margin or succeeds; a row stops querying as soon
@@ -53,8 +63,9 @@ def square(
     pending = (~best.success).nonzero().squeeze(1)
     if pending.numel() == 0:  # splitting an empty tensor would still give one empty chunk
         return
+    checkpoints = dict(retire)
     for index in rows.chunks(pending):
-        _run(ev, objective, rows, best, index, seeds, grid, queries, p_init)
+        _run(ev, objective, rows, best, index, seeds, grid, queries, p_init, checkpoints, stall)
 
 
 def _run(
@@ -67,6 +78,8 @@ def _run(
     grid: tuple[int, int, int],
     queries: int,
     p_init: float,
+    checkpoints: dict[int, float],
+    stall: int | None,
 ) -> None:
     """The random search on the rows `index`, all at once; finished rows are merged into `best`."""
     examples = rows.examples(index)
@@ -77,16 +90,23 @@ def _run(
     x = region.start(proposer.start(seeds, region.x0.dtype).view_as(region.x0))
     logits = ev(x)
     margin = _margin(logits, labels, objective.targeted)
+    start = margin
+    accepted = torch.zeros_like(index)  # the last query whose proposal a row accepted
     for i in range(queries - 1):
-        success = objective.success(logits, labels)
-        keep = (~success).nonzero().squeeze(1)  # the one host sync per iteration
+        stop = objective.success(logits, labels)
+        if i + 1 in checkpoints:  # i + 1 queries made
+            stop = stop | (margin > checkpoints[i + 1] * start)
+        if stall is not None and i >= stall:
+            stop = stop | (accepted <= i - stall)
+        keep = (~stop).nonzero().squeeze(1)  # the one host sync per iteration
         if keep.numel() < index.numel():
-            done = success.nonzero().squeeze(1)
+            done = stop.nonzero().squeeze(1)
             _merge(best, objective, index[done], x[done], logits[done], labels[done])
             if keep.numel() == 0:
                 return
-            x, logits, margin, labels, seeds, index = (
-                v.index_select(0, keep) for v in (x, logits, margin, labels, seeds, index)
+            x, logits, margin, start, accepted, labels, seeds, index = (
+                v.index_select(0, keep)
+                for v in (x, logits, margin, start, accepted, labels, seeds, index)
             )
             region = region.select(keep)
         p = _p_selection(p_init, i, queries)
@@ -100,6 +120,7 @@ def _run(
         x = torch.where(accept.view(-1, *([1] * (x.ndim - 1))), candidate, x)
         logits = torch.where(accept.unsqueeze(1), new_logits, logits)
         margin = torch.where(accept, new_margin, margin)
+        accepted = torch.where(accept, i + 1, accepted)
     _merge(best, objective, index, x, logits, labels)
 
 

@@ -68,7 +68,15 @@ def run_stage(
     )
     if options["method"] == "square":
         square(
-            ev, objective, rows, best, queries=options["queries"], p_init=None, generator=generator
+            ev,
+            objective,
+            rows,
+            best,
+            queries=options["queries"],
+            p_init=None,
+            generator=generator,
+            retire=options.get("retire", ()),
+            stall=options.get("stall"),
         )
     else:
         apgd(

@@ -22,6 +22,7 @@ from robustness_checks.checks.common.masking_probe import run_probe, skip_reason
 from robustness_checks.checks.common.report_data import add_saliency
 from robustness_checks.checks.common.sequential import Bound, run_until_settled, settled_bounds
 from robustness_checks.execution.context import CheckContext
+from robustness_checks.execution.watch import CheckTimeout
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec, Probability
 
@@ -125,7 +126,11 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
         robust_last[used] = out["robust"][:, -1].cpu() >= 0.5
         settled = settled_bounds(out, bounds, context.confidence, signed=shares)
     else:
-        out = context.map_examples(attack)
+        try:
+            out = context.map_examples(attack)
+        except CheckTimeout as timeout:
+            timeout.figures = _finished_figures(timeout.finished, eps)
+            raise
         robust_last, settled = out["robust"][:, -1] >= 0.5, None
     clean_values = out["clean"].double().cpu()
     robust_values = out["robust"].double().cpu()
@@ -292,3 +297,14 @@ CHECK = CheckType(
     "loss and judged by fresh draws, and intervals cover examples and draws "
     "(details.random_model)",
 )
+
+
+def _finished_figures(finished: dict[str, Any], eps: list[float]) -> dict[str, float]:
+    """Clean and robust accuracy of the examples a timed-out attack had finished."""
+    if not finished:
+        return {}
+    robust = finished["robust"].double().cpu()
+    figures = {"clean accuracy": float(finished["clean"].double().mean())}
+    for column, value in enumerate(eps):
+        figures[f"accuracy at eps {value:g}"] = float(robust[:, column].mean())
+    return figures

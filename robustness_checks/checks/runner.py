@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from typing import Any
 
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.registry import CheckTypeError, check_type, origin
-from robustness_checks.details import Details
+from robustness_checks.details import Details, PartialWork
 from robustness_checks.errors import InsufficientData, RobustnessWarning
 from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
@@ -16,6 +17,7 @@ from robustness_checks.execution.diagnostics import findings_warnings, watching
 from robustness_checks.execution.distributed import gather_objects, total
 from robustness_checks.execution.randomness import randomness_warning
 from robustness_checks.execution.seeding import derive_seed, seeded_torch
+from robustness_checks.execution.watch import CheckTimeout
 from robustness_checks.results import CheckResult
 from robustness_checks.spec.schema import CheckSpec
 
@@ -133,7 +135,15 @@ def error_result(
     seconds: float,
     evaluations: int = 0,
 ) -> CheckResult:
-    """The result recorded for a check that raised instead of measuring."""
+    """The result recorded for a check that raised instead of measuring; one that ran past its
+    timeout keeps what it had finished (details.timed_out)."""
+    message = f"{type(error).__name__}: {error}"
+    details: dict[str, Any] = {}
+    examples = 0
+    if isinstance(error, CheckTimeout) and error.total:
+        done = PartialWork(examples_done=error.done, examples=error.total, figures=error.figures)
+        details, examples = {"timed_out": done}, error.done
+        message += f"; kept: {done.summary()}"
     return CheckResult(
         check=params.name,
         type=params.type,
@@ -143,5 +153,7 @@ def error_result(
         outcome="error",
         evaluations=evaluations,
         seconds=seconds,
-        error=f"{type(error).__name__}: {error}",
+        examples=examples,
+        details=details,
+        error=message,
     )

@@ -39,9 +39,12 @@ class AdaptiveBatches:
         self.label = label
         self.halvings = 0
 
-    def run(self, positions: range, work: Callable[[range], T]) -> list[T]:
-        """[work(batch) for each batch of `positions`], in order."""
-        results: list[T] = []
+    def run(
+        self, positions: range, work: Callable[[range], T], results: list[T] | None = None
+    ) -> list[T]:
+        """[work(batch) for each batch of `positions`], in order, appended to `results` (which
+        the caller keeps when a batch raises: the batches done before it)."""
+        results = [] if results is None else results
         start = positions.start
         while start < positions.stop:
             stop = min(start + self.batch_size, positions.stop)

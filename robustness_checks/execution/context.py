@@ -32,7 +32,8 @@ from robustness_checks.execution.seeding import (
     seeded_torch,
     torch_generator,
 )
-from robustness_checks.execution.watch import Watch
+from robustness_checks.execution.shared_passes import Outputs, SharedPasses
+from robustness_checks.execution.watch import CheckTimeout, Watch
 
 
 class EvaluationCounter:
@@ -120,6 +121,7 @@ class CheckContext:
     batch_sizes: dict[int, AdaptiveBatches] = field(default_factory=dict)
     randomness: ModelRandomness | None = None  # learnt before the check runs
     map_calls: int = 0  # map_examples calls so far: part of each batch's model seed
+    shared: SharedPasses | None = None  # clean passes shared with the spec's other checks
 
     @classmethod
     def create(
@@ -279,23 +281,38 @@ class CheckContext:
         if watch is not None:
             watch.begin_pass(len(shard))
         try:
-            outputs = batches.run(shard, run)
+            outputs = batches.run(shard, run, outputs)
         except Exception as error:
             failure = error
+            if isinstance(error, CheckTimeout) and outputs and not self.world.distributed:
+                error.finished = gather_batches(outputs, self.world)
         agree_on_failure(failure, self.world)
         return gather_batches(outputs, self.world)
 
     def logits(self, examples: Examples | None = None) -> torch.Tensor:
-        """Logits of the model on every example, gathered on the CPU as float32."""
+        """Logits of the model on every example, gathered on the CPU as float32 (shared with
+        the spec's other checks when the model is deterministic)."""
         examples = self.examples if examples is None else examples
 
         @torch.inference_mode()
         def work(_: torch.Tensor, x: torch.Tensor, __: torch.Tensor) -> dict[str, Any]:
             return {"logits": self.model(x).float()}
 
-        logits = self.map_examples(work, examples)["logits"]
-        check_logits(logits, len(examples))
-        return logits
+        def compute() -> Outputs:
+            logits = self.map_examples(work, examples)["logits"]
+            check_logits(logits, len(examples))
+            return {"logits": logits}
+
+        return self.clean_pass("logits", examples, compute)["logits"]
+
+    def clean_pass(
+        self, what: object, examples: Examples, compute: Callable[[], Outputs]
+    ) -> Outputs:
+        """`compute()`'s per-example outputs for `examples`, taken from (and given to) the
+        spec's shared passes when there are any and the model is known to be deterministic."""
+        if self.shared is None or self.randomness is None or self.randomness.random:
+            return compute()
+        return self.shared.get(what, examples.x, compute)
 
 
 def check_logits(logits: torch.Tensor, count: int) -> None:

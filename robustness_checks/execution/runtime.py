@@ -11,6 +11,7 @@ from torch import nn
 from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.distributed import local_device
+from robustness_checks.execution.shared_passes import SharedPasses
 from robustness_checks.fingerprints import (
     Fingerprints,
     combined_data_print,
@@ -44,6 +45,7 @@ class SpecRuntime:
     warnings: list[str] = field(default_factory=list)  # e.g. a device fallback, for every check
     _extra: dict[str, Examples] = field(default_factory=dict)
     _prints: dict[int, str] = field(default_factory=dict)  # by id() of the model or examples
+    shared: SharedPasses = field(default_factory=SharedPasses)  # clean passes, computed once
 
     @classmethod
     def load(
@@ -80,6 +82,7 @@ class SpecRuntime:
             channels_last=spec.channels_last,
         )
         context.decision = settings.decision
+        context.shared = self.shared
         context.warnings.extend(self.warnings)
         return context
 

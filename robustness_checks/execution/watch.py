@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 from robustness_checks.errors import RobustnessError
 
@@ -12,7 +13,15 @@ PROGRESS_ENV = "ROBUSTNESS_PROGRESS_SECONDS"  # seconds between progress lines (
 
 
 class CheckTimeout(RobustnessError):
-    """A check that ran past its `timeout`; the message says how far it got."""
+    """A check that ran past its `timeout`; the message says how far it got. `finished` holds
+    the outputs of the batches of the current pass over the data that were done (joined as
+    `map_examples` joins them) and `figures` what the check makes of them."""
+
+    def __init__(self, message: str, done: int = 0, total: int = 0) -> None:
+        super().__init__(message)
+        self.done, self.total = done, total
+        self.finished: dict[str, Any] = {}
+        self.figures: dict[str, float] = {}
 
 
 class Watch:
@@ -64,7 +73,9 @@ class Watch:
                 f"check {self.name!r} ran past its timeout of {self.timeout:g} s after "
                 f"{self.batches:,} forward batches ({evaluations:,} evaluations{done}); raise "
                 "`timeout` (spec, check or --robustness-timeout), give the check less work "
-                "(`limit`), or see its cost first (python -m robustness_checks validate --cost)"
+                "(`limit`), or see its cost first (python -m robustness_checks validate --cost)",
+                self.done,
+                self.total,
             )
         if self.report is not None and now - self.last >= self.every:
             self.last = now

@@ -6,6 +6,8 @@ from robustness_checks.plugin.fixture import robustness
 from robustness_checks.plugin.hooks import (
     pytest_collection_finish,
     pytest_configure,
+    pytest_report_teststatus,
+    pytest_runtest_logreport,
     pytest_runtest_makereport,
     pytest_runtestloop,
     pytest_sessionfinish,
@@ -21,6 +23,8 @@ __all__ = [
     "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_report_teststatus",
+    "pytest_runtest_logreport",
     "pytest_runtest_makereport",
     "pytest_runtestloop",
     "pytest_sessionfinish",

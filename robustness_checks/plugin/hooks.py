@@ -158,6 +158,27 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_logreport(report: pytest.TestReport):  # type: ignore[no-untyped-def]
+    """A check that could not measure is logged as an error (JUnit <error>, ERROR), then named
+    as an error of the check's own run ('ERROR at call of'), not of a setup that never failed."""
+    result = yield
+    if report.when == "setup" and _check_error(report):
+        report.when = "call"
+    return result
+
+
+def pytest_report_teststatus(report: pytest.TestReport) -> tuple[str, str, str] | None:
+    """A check's error stays ERROR in the short summary once it is named as the call's."""
+    if report.when == "call" and _check_error(report):
+        return "error", "E", "ERROR"
+    return None
+
+
+def _check_error(report: pytest.TestReport) -> bool:
+    return report.failed and ("outcome", "error") in report.user_properties
+
+
 def _interrupt_on_sigterm() -> None:
     """SIGTERM (a CI job cancelled, a pod evicted) ends the run like Ctrl-C: finished checks
     reach every report, marked incomplete. Only where nobody else handles SIGTERM."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from robustness_checks.details import PartialWork
 from robustness_checks.results import Comparison, Decision, Outcome
 
 
@@ -42,7 +43,10 @@ class BaselineComparison(_Model):
 
 
 class NoDetails(_Model):
-    """The details of a result that measured nothing (an error or a skipped check)."""
+    """The details of a result that measured nothing (an error or a skipped check); a check
+    stopped by its timeout keeps what it had finished."""
+
+    timed_out: PartialWork | None = None
 
 
 class RecordBase(_Model):

@@ -91,11 +91,13 @@ class AttackSpec(StrictModel):
     p_init: Annotated[float, Field(gt=0.0, le=1.0)] | None = Field(
         None, description="square: initial square area fraction; default 0.8 (L-inf), 0.1 (L2)"
     )
-    version: Literal["standard", "fast", "rand"] = Field(
+    version: Literal["standard", "fast", "full", "rand"] = Field(
         "standard",
-        description="auto: standard (AutoAttack's budget), fast (about 1/5) or rand (for random "
-        "models: APGD-CE and APGD-DLR with expectation over eot draws; chosen by itself when "
-        "the model is random and version is not given)",
+        description="auto: standard (APGD-CE, APGD-T on MALT's 4 nearest targets, Square that "
+        "stops on rows making no progress), fast (about 1/5 of full), full (AutoAttack's "
+        "budget: 9 targets, 5000 Square queries for every row) or rand (for random models: "
+        "APGD-CE and APGD-DLR with expectation over eot draws; chosen by itself when the model "
+        "is random and version is not given)",
     )
     eot: Annotated[int, Field(ge=1, le=10_000)] | None = Field(
         None,
@@ -140,7 +142,7 @@ class AttackSpec(StrictModel):
             listed = ", ".join(dict.fromkeys(unused))
             hint = {
                 "auto": "method auto runs a fixed sequence of attacks: choose its budget "
-                "with version: standard | fast | rand",
+                "with version: standard | fast | full | rand",
                 "square": "square is gradient-free and untargeted: its budget is queries",
                 "apgd": "apgd sets its own step sizes (2 eps, halved when the loss stalls)",
             }.get(method, "version applies to method auto, queries and p_init to square")

@@ -44,7 +44,15 @@ class FeatureScores:
 
 
 def collect(context: CheckContext, tap: Tap, examples: Examples) -> tuple[Tensor, Tensor]:
-    """(logits, features) of every example from one counted forward pass each."""
+    """(logits, features) of every example from one counted forward pass each (shared with
+    the spec's other checks that read the same layer of a deterministic model)."""
+    out = context.clean_pass(
+        ("features", tap.label), examples, lambda: _read(context, tap, examples)
+    )
+    return out["logits"], out["features"]
+
+
+def _read(context: CheckContext, tap: Tap, examples: Examples) -> dict[str, Tensor]:
     with reading(context.model, tap) as box:
 
         @torch.inference_mode()
@@ -59,7 +67,7 @@ def collect(context: CheckContext, tap: Tap, examples: Examples) -> tuple[Tensor
             return {"logits": logits, "features": box["features"]}
 
         out = context.map_examples(work, examples)
-    return out["logits"], out["features"]
+    return {"logits": out["logits"], "features": out["features"]}
 
 
 def _cached(

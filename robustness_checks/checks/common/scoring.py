@@ -162,6 +162,13 @@ def scores_and_predictions(
     """(scores, predicted classes) for every example, on the CPU; scores are float64."""
     from robustness_checks.uncertainty.samplers import MEASURES
 
+    if score in ("energy", "max_logit") or (
+        uncertainty.method == "softmax" and score in LOG_SPACE_SCORES
+    ):
+        # From the clean logits alone: shared with the spec's other checks.
+        logits = context.logits(examples)
+        return _finite(_logit_score(context, None, logits, score, options), score), logits.argmax(1)
+
     def score_batch(indices: torch.Tensor, x: torch.Tensor, _: torch.Tensor) -> dict[str, Any]:
         if score in ("energy", "odin", "max_logit") or (
             uncertainty.method == "softmax" and score in LOG_SPACE_SCORES
@@ -182,13 +189,16 @@ def scores_and_predictions(
         return {"scores": values.double(), "predictions": predictions}
 
     out = context.map_examples(score_batch, examples)
-    scores = out["scores"]
+    return _finite(out["scores"], score), out["predictions"]
+
+
+def _finite(scores: torch.Tensor, score: ScoreName) -> torch.Tensor:
     if not bool(torch.isfinite(scores).all()):
         raise RobustnessError(
             f"the {score} score is NaN or infinite for some inputs; check "
             "that the model returns finite logits"
         )
-    return scores, out["predictions"]
+    return scores
 
 
 def _logits(context: CheckContext, x: torch.Tensor) -> torch.Tensor:
@@ -198,7 +208,7 @@ def _logits(context: CheckContext, x: torch.Tensor) -> torch.Tensor:
 
 def _logit_score(
     context: CheckContext,
-    x: torch.Tensor,
+    x: torch.Tensor | None,
     logits: torch.Tensor,
     score: ScoreName,
     options: ScoreOptions,
@@ -219,6 +229,7 @@ def _logit_score(
     if score == "energy":
         temperature = options.temperature or 1.0
         return -temperature * torch.logsumexp(z / temperature, dim=1)
+    assert x is not None, "odin perturbs the inputs"
     return score_functions.odin_score(
         context.model,
         x,

@@ -1,0 +1,1 @@
+"""The real-scale noise tier: CIFAR-shaped models with Monte Carlo truths."""
