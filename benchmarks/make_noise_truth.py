@@ -38,6 +38,21 @@ def count_failures(
     return int(failures), chunks * chunk
 
 
+def truths_document(models: str, data: str, seconds: dict, inputs: list[dict], **extra) -> dict:
+    """A truths file: where models and data come from, the noise (sigma SIGMA unless `extra`
+    says otherwise, no clipping, ties fail), seconds per model and the inputs by model and p."""
+    return {
+        "models": models,
+        "data": data,
+        "sigma": SIGMA,
+        "clip": False,
+        "failure": "argmax != label, a tie counting as a failure (margin <= 0)",
+        **extra,
+        "seconds": seconds,
+        "inputs": sorted(inputs, key=lambda t: (t["model"], t["p"])),
+    }
+
+
 def truth_fields(k: int, n: int) -> dict:
     """p, k, n and the exact (Clopper-Pearson) 95% interval of k failures in n draws."""
     ci = stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")

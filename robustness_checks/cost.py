@@ -31,7 +31,10 @@ class Cost:
     def line(self, name: str, kind: str) -> str:
         if self.passes is None:
             return f"check {name!r} ({kind}): cost not known ({self.how})"
-        return f"check {name!r} ({kind}): at most {self.passes:,} forward passes ({self.how})"
+        return (
+            f"check {name!r} ({kind}): at most {self.passes:,} forward passes ({self.how}; "
+            f"+ {RANDOMNESS_PROBE} for the randomness probe)"
+        )
 
 
 def attack_passes(attack: Any, examples: int) -> tuple[int, str]:

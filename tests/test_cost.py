@@ -70,7 +70,8 @@ def test_validate_cost_prints_every_check() -> None:
     assert "cost on 540 examples" in out
     assert "check 'pgd-linf' (adversarial): at most 43,264 forward passes" in out
     # auto's stages, each with its most passes per example and eps.
-    assert "(540 x (1 + 1 eps x (APGD-CE 101 + APGD-T 234 + Square 300)))\n" in out
+    stages = "(540 x (1 + 1 eps x (APGD-CE 101 + APGD-T 234 + Square 300))"
+    assert f"{stages}; + 64 for the randomness probe)\n" in out
     from robustness_checks.spec.parse import load_spec
 
     spec = load_spec(ROOT / "specs" / "digits.robustness.yaml").spec

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchmarks.make_noise_truth import SIGMA, count_failures, truth_fields
+from benchmarks.make_noise_truth import SIGMA, count_failures, truth_fields, truths_document
 from benchmarks.noise_heldout.models import ARCHITECTURES, load
 from robustness_checks.demo.digits import test_set
 from robustness_checks.failure_probability import estimate_failure_probability
@@ -164,15 +164,12 @@ def main() -> None:
             inputs.append(truth(name, model, index, estimates[index]))
             print(json.dumps(inputs[-1]), f"{time.time() - started:.0f} s", flush=True)
         seconds[name] = round(time.time() - started)
-        result = {
-            "models": "benchmarks.noise_heldout.models:load(name)",
-            "data": "robustness_checks.demo.digits:test_set()",
-            "sigma": SIGMA,
-            "clip": False,
-            "failure": "argmax != label, a tie counting as a failure (margin <= 0)",
-            "seconds": seconds,
-            "inputs": sorted(inputs, key=lambda t: (t["model"], t["p"])),
-        }
+        result = truths_document(
+            "benchmarks.noise_heldout.models:load(name)",
+            "robustness_checks.demo.digits:test_set()",
+            seconds,
+            inputs,
+        )
         args.output.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -67,16 +67,22 @@ class Row:
         return self.evaluations * p * reached**2 / (1 - p)
 
 
-def run(truth: dict, estimator: str, seeds: range, budget: int) -> Row:
-    """`estimator` on one input over `seeds`."""
-    images, _ = test_set()
-    model = load(truth["model"])
+def seeded_runs(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    truth: dict,
+    sigma: float,
+    estimator: str,
+    seeds: range,
+    budget: int,
+) -> Row:
+    """`estimator` (relative error 0.1, `budget` evaluations) on one input over `seeds`."""
     results = [
         estimate_failure_probability(
             model,
-            images[truth["index"]],
+            image,
             truth["label"],
-            sigma=0.2,
+            sigma=sigma,
             estimator=estimator,
             relative_error=0.1,
             max_evaluations=budget,
@@ -85,6 +91,13 @@ def run(truth: dict, estimator: str, seeds: range, budget: int) -> Row:
         for seed in seeds
     ]
     return Row(truth, estimator, results)
+
+
+def run(truth: dict, estimator: str, seeds: range, budget: int) -> Row:
+    """`estimator` on one input over `seeds`."""
+    images, _ = test_set()
+    image = images[truth["index"]]
+    return seeded_runs(load(truth["model"]), image, truth, 0.2, estimator, seeds, budget)
 
 
 def load_rows(path: Path, truths: list[dict]) -> list[Row]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.make_noise_truth import truth_fields
+from benchmarks.make_noise_truth import truth_fields, truths_document
 from benchmarks.noise_heldout.make_truths import pick
 from benchmarks.noise_real_scale.models import ARCHITECTURES, PatchModel, load
 from benchmarks.noise_real_scale.sampler import count_failures
@@ -84,16 +84,14 @@ def main() -> None:
             inputs.append(truth(name, model, index, estimates[index]))
             print(json.dumps(inputs[-1]), f"{time.time() - started:.0f} s", flush=True)
             seconds[name] = round(time.time() - started)
-            result = {
-                "models": "benchmarks.noise_real_scale.models:load(name)",
-                "data": "robustness_checks.demo.colour_digits:colour_test_set()",
-                "sigma": SIGMA,
-                "clip": False,
-                "failure": "argmax != label, a tie counting as a failure (margin <= 0)",
-                "sampler": "benchmarks.noise_real_scale.sampler (exact, drawn after the stem)",
-                "seconds": seconds,
-                "inputs": sorted(inputs, key=lambda t: (t["model"], t["p"])),
-            }
+            result = truths_document(
+                "benchmarks.noise_real_scale.models:load(name)",
+                "robustness_checks.demo.colour_digits:colour_test_set()",
+                seconds,
+                inputs,
+                sigma=SIGMA,
+                sampler="benchmarks.noise_real_scale.sampler (exact, drawn after the stem)",
+            )
             args.output.write_text(json.dumps(result, indent=2) + "\n")
 
 

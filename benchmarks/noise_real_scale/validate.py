@@ -18,10 +18,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.noise_heldout.validate import Row, comparison, load_rows, save, table
+from benchmarks.noise_heldout.validate import Row, comparison, load_rows, save, seeded_runs, table
 from benchmarks.noise_real_scale.models import load
 from robustness_checks.demo.colour_digits import colour_test_set
-from robustness_checks.failure_probability import estimate_failure_probability
 
 HERE = Path(__file__).resolve().parent
 TRUTHS = HERE / "truths.json"
@@ -30,21 +29,8 @@ TRUTHS = HERE / "truths.json"
 def run(truth: dict, sigma: float, estimator: str, seeds: range, budget: int) -> Row:
     """`estimator` on one input over `seeds` (relative error 0.1, `budget` evaluations)."""
     images, _ = colour_test_set()
-    model = load(truth["model"])
-    results = [
-        estimate_failure_probability(
-            model,
-            images[truth["index"]],
-            truth["label"],
-            sigma=sigma,
-            estimator=estimator,
-            relative_error=0.1,
-            max_evaluations=budget,
-            generator=torch.Generator().manual_seed(seed),
-        )
-        for seed in seeds
-    ]
-    return Row(truth, estimator, results)
+    image = images[truth["index"]]
+    return seeded_runs(load(truth["model"]), image, truth, sigma, estimator, seeds, budget)
 
 
 def main() -> None:
