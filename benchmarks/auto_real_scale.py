@@ -61,12 +61,12 @@ DEVELOPMENT = ("digits_cnn_adversarial",)  # standard's targets and retirement w
 
 
 def ours(version: str) -> Runner:
+    """`run_attack(method="auto", version=version)`, seeded with 0."""
+
     def run(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
-        result = run_attack(
-            model, x, y, method="auto", version=version, eps=eps,
-            generator=torch.Generator().manual_seed(0),
-        )  # fmt: skip
-        return result.adversarial[0]
+        generator = torch.Generator().manual_seed(0)
+        options = {"method": "auto", "version": version, "eps": eps, "generator": generator}
+        return run_attack(model, x, y, **options).adversarial[0]
 
     return run
 

@@ -55,7 +55,15 @@ def test_standard_attacks_malts_nearest_four_and_full_keeps_autoattacks_budget()
     assert standard[2].options["queries"] == full[2].options["queries"] == 5000
 
 
-def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int, retire=()):  # type: ignore[no-untyped-def]
+def _square(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int,
+    retire: tuple[tuple[int, float], ...] = (),
+    stall: int | None = None,
+) -> tuple[Candidates, int]:
+    """Square (400 queries, seed 3) at L-inf eps 0.1: the best points and the passes made."""
     ev = Evaluator(model)
     with torch.no_grad():
         logits = ev(x)
@@ -63,8 +71,18 @@ def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int, reti
     eps = torch.full((len(y),), 0.1, dtype=x.dtype)
     rows = Rows(x, eps, y, 2 * eps, "inf", (0.0, 1.0), chunk)
     best = Candidates(x.clone(), logits, objective.loss(logits, y), objective.success(logits, y))
-    square(ev, objective, rows, best, queries=400, p_init=None,
-           generator=torch.Generator().manual_seed(3), retire=retire)  # fmt: skip
+    generator = torch.Generator().manual_seed(3)
+    square(
+        ev,
+        objective,
+        rows,
+        best,
+        queries=400,
+        p_init=None,
+        generator=generator,
+        retire=retire,
+        stall=stall,
+    )
     return best, ev.forward_passes
 
 
@@ -107,3 +125,21 @@ def test_standard_stays_near_full_at_a_fraction_of_its_passes() -> None:
     robust = {v: int((~r.success[0]).sum()) for v, r in results.items()}
     assert robust["full"] <= robust["standard"] <= robust["full"] + 1
     assert results["standard"].forward_passes < results["full"].forward_passes / 2.5
+
+
+class _Flat(nn.Module):
+    """Class 0 ahead by 1 whatever the input: no proposal ever lowers the margin."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = torch.zeros(len(x), 10, dtype=x.dtype)
+        logits[:, 0] = 1.0
+        return logits
+
+
+def test_square_stall_stops_rows_whose_proposals_are_all_refused() -> None:
+    x, y = torch.rand(5, 1, 8, 8), torch.zeros(5, dtype=torch.long)
+    _, passes = _square(_Flat(), x, y, chunk=5)
+    _, stalled = _square(_Flat(), x, y, chunk=5, stall=50)
+    # The clean pass and the start point, then one query per row per step: 400 steps, or 50.
+    assert passes == 5 + 5 * 400
+    assert stalled == 5 + 5 + 5 * 50

@@ -123,11 +123,13 @@ def test_rounds_run_the_check_that_often_and_keep_one_result(pytester: pytest.Py
     assert [r["check"] for r in records] == ["calibrated", "log-loss"]  # recorded once each
     calibrated = records[0]
     assert calibrated["baseline"]["settings_changed"] is False
-    # The second run ran `calibrated` twice and `log-loss` once: one more run of calibrated.
+    # Timed, the second run ran `calibrated` twice and `log-loss` once, each paying for its own
+    # 60 inputs (no reuse of a neighbour's logits) and the randomness probe's two passes over
+    # 32, which `evaluations` leaves out. Untimed, log-loss had reused calibrated's logits.
     second = evaluated(pytester) - once
-    # Each run also makes the two passes of the randomness probe, which `evaluations` leaves out.
     probe = calibrated["details"]["model_randomness"]["forward_passes"]
-    assert second - once == calibrated["evaluations"] + probe == 60 + 2 * 32
+    assert second == 3 * (calibrated["evaluations"] + probe) == 3 * (60 + 2 * 32)
+    assert once == 60 + 2 * probe
     rounds = {
         bench["name"]: bench["stats"]["rounds"]
         for bench in json.loads((pytester.path / "bench.json").read_text())["benchmarks"]
@@ -138,8 +140,9 @@ def test_rounds_run_the_check_that_often_and_keep_one_result(pytester: pytest.Py
 def test_without_benchmark_options_rounds_are_ignored(pytester: pytest.Pytester) -> None:
     write(pytester, extra=", benchmark: {rounds: 3}")
     pytester.runpytest("-p", "no:xdist").assert_outcomes(passed=2)
-    # Each check ran once: 60 inputs and the randomness probe's two passes over 32.
-    assert evaluated(pytester) == 2 * (60 + 2 * 32)
+    # Each check ran once: the first's 60 inputs (the second reuses its logits) and each one's
+    # randomness probe, two passes over 32.
+    assert evaluated(pytester) == 60 + 2 * (2 * 32)
     assert not list((pytester.path / ".benchmarks").rglob("*.json"))
 
 

@@ -73,7 +73,7 @@ def test_the_real_scale_truths_span_the_range_with_enough_draws() -> None:
     assert "noise_real_scale" in truths["models"]
     per_model: dict[str, int] = {}
     for truth in truths["inputs"]:
-        assert truth["n"] >= 10_000_000 and truth["k"] >= 400
+        assert truth["n"] >= 10_000_000 and truth["k"] >= 300
         if 1e-5 <= truth["p"] <= 1e-3:
             per_model[truth["model"]] = per_model.get(truth["model"], 0) + 1
     assert set(per_model) == set(ARCHITECTURES)

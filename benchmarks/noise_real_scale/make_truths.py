@@ -6,12 +6,15 @@ Per model: a screen (4,096 draws per correctly classified test input; a 20,000-e
 importance-sampling estimate for those with no failure there, k / 4,096 for 1 to 40) picks the
 input nearest each target p; each gets plain Monte Carlo truth of at least 1e7 draws and
 1,000 / p (at most MAX_DRAWS), drawn after the stem (`sampler`), with its exact 95% interval.
+`--add MODEL TARGET ... --max-draws N` adds truths to the file (runs may go side by side, each
+with `--exclude` of the inputs the others took).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,21 +61,54 @@ def screen(name: str, model: PatchModel) -> dict[int, float]:
     return estimates
 
 
-def truth(name: str, model: PatchModel, index: int, screened: float) -> dict:
+def cached_screen(name: str, model: PatchModel) -> dict[int, float]:
+    """`screen`, kept in the temporary directory so that `--add` runs can share one screen."""
+    path = Path(tempfile.gettempdir()) / f"robustness_checks_screen_{name}.json"
+    if path.is_file():
+        return {int(i): p for i, p in json.loads(path.read_text()).items()}
+    estimates = screen(name, model)
+    path.write_text(json.dumps(estimates))
+    return estimates
+
+
+def truth(
+    name: str, model: PatchModel, index: int, screened: float, max_draws: int = MAX_DRAWS
+) -> dict:
     """A plain Monte Carlo truth for one input with its exact 95% interval."""
     images, labels = colour_test_set()
     label = int(labels[index])
-    draws = min(MAX_DRAWS, max(MIN_DRAWS, int(1000 / screened)))
+    draws = min(max_draws, max(MIN_DRAWS, int(1000 / screened)))
     k, n = count_failures(model, images[index], label, SIGMA, draws, 1_000_003 + index)
     return {"model": name, "index": index, "label": label, **truth_fields(k, n), "screen": screened}
+
+
+def add(output: Path, name: str, targets: list[float], max_draws: int, exclude: list[int]) -> None:
+    """A truth for the input nearest each target p that `output` (and `exclude`) do not hold
+    yet, each added to `output` as soon as it is drawn (several `--add` runs may share it)."""
+    model = load(name)
+    estimates = cached_screen(name, model)
+    used = {t["index"] for t in json.loads(output.read_text())["inputs"] if t["model"] == name}
+    for index in pick(estimates, targets, tuple(used | set(exclude))):
+        entry = truth(name, model, index, estimates[index], max_draws)
+        stored = json.loads(output.read_text())
+        stored["inputs"] = sorted([*stored["inputs"], entry], key=lambda t: (t["model"], t["p"]))
+        output.write_text(json.dumps(stored, indent=2) + "\n")
+        print(json.dumps(entry), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="*", default=list(ARCHITECTURES))
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--add", nargs="+", metavar=("MODEL", "TARGET"), help="add truths")
+    parser.add_argument("--max-draws", type=float, default=MAX_DRAWS, help="with --add")
+    parser.add_argument("--exclude", type=int, nargs="*", default=[], help="with --add")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.add:
+        targets = [float(t) for t in args.add[1:]]
+        add(args.output, args.add[0], targets, int(args.max_draws), args.exclude)
+        return
     stored = json.loads(args.output.read_text()) if args.output.is_file() else {"inputs": []}
     inputs = [t for t in stored["inputs"] if t["model"] not in args.models]
     seconds = stored.get("seconds", {})

@@ -39,12 +39,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs=2, default=[0, 20], metavar=("FROM", "TO"))
     parser.add_argument("--budget", type=int, default=100_000)
     parser.add_argument("--models", nargs="*", help="default: every model in truths.json")
+    parser.add_argument("--indices", type=int, nargs="*", help="default: every input")
     parser.add_argument("--save", type=Path, help="merge every run's estimate into this JSON")
     parser.add_argument("--load", type=Path, help="print the table of saved runs, run nothing")
     args = parser.parse_args()
     torch.set_num_threads(1)
     stored = json.loads(TRUTHS.read_text())
-    truths = [t for t in stored["inputs"] if not args.models or t["model"] in args.models]
+    truths = [
+        t
+        for t in stored["inputs"]
+        if (not args.models or t["model"] in args.models)
+        and (not args.indices or t["index"] in args.indices)
+    ]
     rows = load_rows(args.load, truths) if args.load else []
     for truth in [] if args.load else truths:
         for estimator in args.estimators:

@@ -115,7 +115,7 @@ class CheckItem(pytest.Item):
 
     def runtest(self) -> None:
         from robustness_checks.checks.runner import emit_warnings, error_result, execute
-        from robustness_checks.plugin.benchmark import benchmarked
+        from robustness_checks.plugin.benchmark import benchmark_session, benchmarked
 
         state = get_session(self.config)
         document = self.spec_file.document
@@ -123,9 +123,17 @@ class CheckItem(pytest.Item):
         start = time.perf_counter()
         context = runtime = None
 
+        # A check timed in rounds (pytest-benchmark, --robustness-rounds) pays for its own clean
+        # passes in every round, rather than timing a neighbour's cached ones.
+        timed = benchmark_session(self.config) is not None or (
+            self.config.getoption("robustness_rounds") > 1
+        )
+
         def run_once() -> Any:  # a fresh context a round: pytest-benchmark may repeat it
             nonlocal context
             context = runtime.context(self.check, settings)
+            if timed:
+                context.shared = None
             context.watch(self._watch(settings.timeout))
             return execute(context, self.check)
 
