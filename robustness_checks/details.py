@@ -6,6 +6,9 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+from robustness_checks.spec.numbers import KeptNumber
 
 if TYPE_CHECKING:
     from robustness_checks.results import CheckResult
@@ -135,7 +138,7 @@ class ExampleRow(Block):
     score: float | None = None
     score_name: str | None = None
     # How it was perturbed: an attack's eps and the perturbation's norm, or fuzz perturbations.
-    eps: float | None = None
+    eps: KeptNumber | None = None  # as the spec wrote it (8/255); a number in JSON
     norm: str | None = None
     perturbation_norm: float | None = None
     perturbations: list[dict[str, Any]] | None = None
@@ -145,6 +148,10 @@ class ExampleRow(Block):
     perturbation: list[float] | None = None
     saliency: list[float] | None = None
     saliency_max: float | None = None
+    # A larger input keeps a thumbnail: `shape` is the thumbnail's, `source_shape` the input's;
+    # `pixels` (never written) holds the full-size example until its saliency is computed.
+    source_shape: list[int] | None = None
+    pixels: SkipJsonSchema[Any] = Field(None, exclude=True, repr=False)
 
 
 class ModelRandomness(Block):

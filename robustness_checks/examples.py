@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,12 +13,16 @@ from torch.utils.data import DataLoader, Dataset
 from robustness_checks.errors import LoadError
 from robustness_checks.execution.contracts import BOOL_LABELS
 
+if TYPE_CHECKING:
+    from robustness_checks.loading.streamed import StreamedInputs
+
 
 @dataclass(frozen=True)
 class Examples:
-    """Inputs `x` (float, raw input space) and integer labels `y`, kept on the CPU."""
+    """Inputs `x` (float, raw input space) and integer labels `y`, kept on the CPU. For data
+    larger than memory `x` is `StreamedInputs`: rows are read when indexed, a batch at a time."""
 
-    x: torch.Tensor
+    x: torch.Tensor | StreamedInputs
     y: torch.Tensor
     batch_size: int = 256
 
@@ -43,11 +47,28 @@ class Examples:
                 self.y[part].to(device, non_blocking=True),
             )
 
+    @property
+    def streamed(self) -> bool:
+        return not isinstance(self.x, torch.Tensor)
+
     def take(self, limit: int | None) -> Examples:
         """The first `limit` examples (all of them for None)."""
         if limit is None or limit >= len(self):
             return self
-        return Examples(self.x[:limit], self.y[:limit], self.batch_size)
+        x = self.x[:limit] if isinstance(self.x, torch.Tensor) else self.x.prefix(limit)
+        return Examples(x, self.y[:limit], self.batch_size)
+
+    def input_batches(self) -> Iterator[torch.Tensor]:
+        """The inputs in order, a batch at a time, on the CPU."""
+        for start in range(0, len(self), self.batch_size):
+            yield self.x[start : min(start + self.batch_size, len(self))]
+
+    def value_range(self) -> tuple[float, float]:
+        """The smallest and largest input value (one pass over streamed inputs)."""
+        if isinstance(self.x, torch.Tensor):
+            return float(self.x.min()), float(self.x.max())
+        ranges = [(float(x.min()), float(x.max())) for x in self.input_batches()]
+        return min(low for low, _ in ranges), max(high for _, high in ranges)
 
 
 def as_examples(data: Any, batch_size: int = 256, limit: int | None = None) -> Examples:

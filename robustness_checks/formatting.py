@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
+from robustness_checks.spec.numbers import Written
+
 
 def format_number(value: float) -> str:
-    """Three significant digits, plain notation where it reads better."""
+    """Three significant digits, plain notation where it reads better; a number the spec wrote
+    as text (eps: 8/255) as it was written."""
+    if isinstance(value, Written):
+        return value.text
     if value is None or not math.isfinite(value):
         return str(value)
     if value == 0:

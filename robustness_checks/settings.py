@@ -115,16 +115,15 @@ def spec_layer(spec: Any) -> SettingsLayer:
 
 
 def measured_settings(check: Any, settings: RunSettings, **context: Any) -> dict[str, Any]:
-    """What a check measures with: its fields (name, marks, benchmark, the raw settings fields
-    and data sources aside: data enters the data fingerprint by content), the measured run
-    settings, and `context` (the spec's bounds, say). JSON-ready."""
-    from robustness_checks.spec.schema import DataSpec
+    """What a check measures with: its fields, the measured run settings, and `context` (the
+    spec's bounds, say). JSON-ready. Left out: name, marks, benchmark and the raw settings
+    fields; and, found by type (`robustness_checks.locations`), every location: a data source
+    that is given (ood_data, fit_data: its content, limit and transforms included, is in the data
+    fingerprint) and a `Location` field's path (a spec moved with its files measures the same)."""
+    from robustness_checks.locations import without_locations
 
     skipped = {"name", "marks", "benchmark", "decision", "confidence", "timeout"}
-    skipped |= {
-        name for name in type(check).model_fields if isinstance(getattr(check, name), DataSpec)
-    }
-    fields = check.model_dump(mode="json", exclude=skipped)
+    fields = without_locations(check.model_dump(mode="json", exclude=skipped), type(check))
     if fields.get("limit", 0) is None:
         del fields["limit"]  # every check has it: unset, baselines saved before it stay comparable
     return json.loads(json.dumps({"check": fields, **settings.measured(), **context}, default=str))

@@ -58,6 +58,8 @@ class Wrapped(nn.Module):
     def forward(self, x: torch.Tensor):  # type: ignore[no-untyped-def]
         z = self.net(x)
         if self.kind == "dict":
+            return {"scores": z, "features": z * 2}  # no 'logits' key: nothing to read
+        if self.kind == "logits-dict":
             return {"logits": z, "features": z * 2}
         if self.kind == "tuple":
             return z, z.sum(1)
@@ -73,7 +75,7 @@ class Wrapped(nn.Module):
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("dict", r"returned a dict with keys 'logits', 'features'.*set model.output"),
+        ("dict", r"returned a dict with keys 'scores', 'features'.*set model.output"),
         ("tuple", r"returned a tuple of 2 items.*\(0 to 1\)"),
         ("one", r"1 output per input; a classifier needs at least 2 classes"),
         ("int", r"must return float logits"),
@@ -94,7 +96,10 @@ def test_output_option_selects_the_logits() -> None:
     base = digits_cnn(pretrained=True)
     data = test_set(limit=60)
     plain = robustness_checks.calibration(base, data, bootstrap=10)
-    for kind, key in (("dict", "logits"), ("tuple", 0)):
+    assert robustness_checks.calibration(
+        Wrapped(base, "logits-dict"), data, bootstrap=10
+    ).value == (plain.value)
+    for kind, key in (("dict", "scores"), ("logits-dict", "logits"), ("tuple", 0)):
         chosen = robustness_checks.calibration(
             SelectOutput(Wrapped(base, kind), key), data, bootstrap=10
         )

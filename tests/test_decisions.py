@@ -228,3 +228,76 @@ def test_every_bounded_check_type_applies_the_rule() -> None:
             assert decided.value == point.value, name
             assert decided.outcome == "inconclusive", (name, decided.message)
             assert decided.passed == (rule == "lenient")
+
+
+def _decisions_doc_rows() -> dict[str, str]:
+    """The per-type rows of docs/decisions.md's interval table, by check type."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).parents[1] / "docs" / "decisions.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0].endswith("`"):
+            rows[cells[0].strip("`")] = line
+    return rows
+
+
+def test_docs_say_which_types_can_be_inconclusive_under_point() -> None:
+    """Generated from the registry: a type that may be inconclusive under point says so in its
+    row of docs/decisions.md, and no other row does; the runner refuses an undeclared one."""
+    from robustness_checks.checks.registry import load_check_types
+
+    rows = _decisions_doc_rows()
+    for name, entry in load_check_types().items():
+        if name not in rows:
+            continue  # plug-in types document themselves
+        says = "point is inconclusive" in rows[name]
+        assert says == (entry.point_inconclusive is not None), name
+
+
+def test_an_undeclared_inconclusive_under_point_is_refused() -> None:
+    from robustness_checks.checks.registry import CheckTypeError, check_type
+    from robustness_checks.checks.runner import checked
+    from robustness_checks.results import CheckResult
+
+    entry = check_type("calibration")
+    params = entry.params(name="c", type="calibration")
+    result = CheckResult(
+        check="c",
+        type="calibration",
+        metric="ece",
+        value=0.1,
+        outcome="inconclusive",
+        decision="point",
+    )
+    with pytest.raises(CheckTypeError, match="inconclusive' under decision point"):
+        checked(entry, result, params)
+    result.decision = "strict"
+    assert checked(entry, result, params) is result
+
+
+def test_noise_summary_row_shows_the_input_that_decided() -> None:
+    """Input 0 is within the bound, input 1 is unsettled: the row shows input 1's value."""
+    from types import SimpleNamespace
+
+    from robustness_checks.checks.common.decision import Judging
+    from robustness_checks.checks.noise import NoiseCheck, decide_rows, input_row
+
+    def estimate(p: float, ci: tuple[float, float], converged: bool) -> SimpleNamespace:
+        return SimpleNamespace(
+            ci=ci, converged=converged, probability=p, nonfinite=0, draws=1000,
+            reliable=True, estimator="mc", log10_probability=float(np.log10(p)),
+            relative_error=0.1 if converged else 0.9, evaluations=1000, ess=1000.0,
+            unreliable=[], details={}, history=[],
+        )  # fmt: skip
+
+    params = NoiseCheck(name="n", type="noise", sigma=0.1, max_probability=1e-3)
+    rows = [
+        input_row(0, 1, estimate(1e-5, (1e-6, 1e-4), True), 1e-3, "point"),
+        input_row(1, 2, estimate(5e-4, (1e-5, 5e-3), False), 1e-3, "point"),
+    ]
+    result = decide_rows(Judging(confidence=0.95, decision="point"), params, rows)
+    assert result.outcome == "inconclusive"
+    assert result.value == 5e-4 and result.ci == (1e-5, 5e-3)
+    assert result.statement.startswith("input 1:")

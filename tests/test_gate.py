@@ -94,7 +94,7 @@ def test_a_weakened_check_is_flagged_and_fails_under_strict(pytester: pytest.Pyt
     loose = run(pytester, "--robustness-compare=base", "--robustness-compare-fail=*:+0.0")
     loose.assert_outcomes(passed=2)
     loose.stdout.fnmatch_lines(
-        ["*NotComparableWarning*robust*not comparable*settings differ*(attack.steps 10 -> 1)*"]
+        ["*NotComparableWarning*robust*not comparable*settings differ*: attack.steps 10 -> 1 *"]
     )
     strict = run(
         pytester,

@@ -22,14 +22,14 @@ HERE = Path(__file__).resolve().parent
 SPEC = HERE / "resnet18-224.robustness.yaml"
 
 
-def run(threads: int | None) -> dict:
-    """One pytest run of the spec; its checks, wall time and peak resident memory."""
+def run(threads: int | None, spec: Path = SPEC) -> dict:
+    """One pytest run of `spec`; its checks, wall time and peak resident memory."""
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp) / "results.json"
-        command = [sys.executable, "-m", "pytest", str(SPEC), "-p", "no:cacheprovider"]
+        command = [sys.executable, "-m", "pytest", str(spec), "-p", "no:cacheprovider"]
         command += ["-p", "no:xdist", f"--robustness-json={results}", "-q"]
         started = time.perf_counter()
         completed = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -39,10 +39,9 @@ def run(threads: int | None) -> dict:
             sys.exit(f"pytest wrote no results (rc {completed.returncode}):\n{completed.stdout}")
         checks = json.loads(results.read_text())["results"]
     return {
-        "spec": str(SPEC.relative_to(HERE.parent.parent)),
+        "spec": str(spec.relative_to(HERE.parent.parent)),
         "threads": threads or os.cpu_count(),
-        "batch_size": 16,
-        "examples": 48,
+        "examples": checks[0]["examples"] if checks else 0,
         "seconds": round(seconds, 1),
         "peak_rss_bytes": peak,
         "pytest_rc": completed.returncode,

@@ -52,7 +52,7 @@ def run_attack(
     y: Tensor,
     *,
     method: AttackMethod,
-    eps: float | Sequence[float],
+    eps: float | str | Sequence[float | str],
     norm: Literal["inf", 2] | float | str = "inf",
     steps: int = 10,
     step_size: float | None = None,

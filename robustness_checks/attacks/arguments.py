@@ -10,6 +10,7 @@ from torch import Tensor
 
 from robustness_checks.attacks.regions import Bounds, RandomSource
 from robustness_checks.execution.random_streams import ExampleStream
+from robustness_checks.spec.numbers import read_number
 
 
 def check_inputs(
@@ -37,14 +38,15 @@ def check_inputs(
     return check_bounds(bounds)
 
 
-def as_eps_list(eps: float | Sequence[float] | Tensor) -> list[float]:
-    """eps as a non-empty list of finite, non-negative floats."""
+def as_eps_list(eps: float | str | Sequence[float | str] | Tensor) -> list[float]:
+    """eps as a non-empty list of finite, non-negative floats; text such as '8/255' is read as
+    a spec file's eps is (no eval) and printed as written."""
     if isinstance(eps, Tensor):
         eps = eps.flatten().tolist()
-    values = [eps] if isinstance(eps, numbers.Real) else list(eps)
+    values = [eps] if isinstance(eps, numbers.Real | str) else list(eps)
     if not values:
         raise ValueError("eps must not be empty")
-    out = [float(v) for v in values]
+    out = [read_number(v, "eps") for v in values]
     if any(not math.isfinite(v) or v < 0 for v in out):
         raise ValueError(f"eps must be finite and >= 0, got {values}")
     return out

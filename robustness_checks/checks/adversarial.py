@@ -92,6 +92,10 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
     spec = params.attack.for_model(random)
     shares = random and spec.random_accuracy == "expected"
 
+    # Failing examples still to pick: batches run in order, so once the first ones are found
+    # later batches keep no pictures (streamed data would otherwise hold some per batch).
+    unpicked = [wanted]
+
     def attack(indices: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
         result = run_attack(
             context.model,
@@ -103,7 +107,11 @@ def run_adversarial(context: CheckContext, params: AdversarialCheck) -> CheckRes
             **spec.run_options(),
         )
         clean, robust, clean_values, robust_values = _correct(result, y, shares)
-        found = _failure_candidates(result, x, clean, robust, wanted)
+        # One host sync a batch: keep only fooled rows, never filler, so a pass over many
+        # batches holds at most `wanted` pictures.
+        fooled = int((clean & ~robust[-1]).sum()) if unpicked[0] else 0
+        found = _failure_candidates(result, x, clean, robust, min(unpicked[0], fooled))
+        unpicked[0] -= min(unpicked[0], fooled)
         zero = result.zero_gradients
         stages = getattr(result, "stages", [])
         return {

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from robustness_checks.details import Block, ExampleRow, GatedValue, Strict, metric_value
+from robustness_checks.spec.numbers import KeptNumber
 
 
 class EpsRow(Block):
     """Accuracy under attack and its drop from clean accuracy at one eps, with intervals."""
 
-    eps: float
+    eps: KeptNumber
     adversarial_accuracy: float
     adversarial_accuracy_ci: tuple[float, float]
     accuracy_drop: float
@@ -20,7 +21,7 @@ class EpsRow(Block):
 class BoundDecision(Block):
     """One bound of the check (a metric at an eps) and the rule's outcome for it."""
 
-    eps: float
+    eps: KeptNumber
     metric: str
     value: float
     ci: tuple[float, float]
@@ -47,7 +48,7 @@ class AdversarialDetails(Strict):
     headline_gated: ClassVar[bool] = False
 
     attack: dict[str, Any]
-    eps: list[float]
+    eps: list[KeptNumber]
     clean_accuracy: float
     clean_accuracy_ci: tuple[float, float]
     adversarial_accuracy: float | list[float]

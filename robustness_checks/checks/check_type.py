@@ -44,6 +44,8 @@ class CheckType:
         regression per gated metric, for the gate validity harness.
     random_model: what the check does when the model is random (its outputs differ for the
         same input); the warning of every such result says it.
+    point_inconclusive: when a result of this type can be inconclusive under the point rule
+        (None: never, which the runner enforces); docs/decisions.md states the same.
     """
 
     name: str
@@ -62,6 +64,7 @@ class CheckType:
     random_model: str = (
         "its metrics come from one draw of the model per forward pass, repeatable under the seed"
     )
+    point_inconclusive: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
-from scipy import stats
+from pydantic import Field, field_validator, model_validator
 
 from robustness_checks.checks.check_type import CheckType
-from robustness_checks.checks.common.attack_spec import AttackSpec, NonNegative
+from robustness_checks.checks.common.attack_spec import AttackSpec
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
 from robustness_checks.checks.common.decision import Judging
 from robustness_checks.checks.common.report_data import score_histogram
@@ -18,6 +18,7 @@ from robustness_checks.checks.common.scoring import UncertaintySpec, probabiliti
 from robustness_checks.details import GatedValue, Strict, metric_value
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.results import CheckResult, Outcome, format_number
+from robustness_checks.spec.numbers import KeptNumber, NonNegativeNumber
 from robustness_checks.spec.schema import CheckSpec, DataSpec
 
 Measure = Literal[
@@ -25,12 +26,34 @@ Measure = Literal[
 ]
 
 
+class TrendAttackSpec(AttackSpec):
+    """The `attack` block of an entropy_trend check: the one-step and PGD attacks and the random
+    baselines (apgd, square and auto, long searches for the worst case, are adversarial's)."""
+
+    method: Literal["fgsm", "pgd", "uniform", "gaussian"] = "pgd"
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _not_a_search(cls, method: Any) -> Any:
+        allowed = typing.get_args(cls.model_fields["method"].annotation)
+        every = typing.get_args(AttackSpec.model_fields["method"].annotation)
+        if isinstance(method, str) and method in every and method not in allowed:
+            raise ValueError(
+                f"method {method!r} is not available in entropy_trend checks: it searches for "
+                "the worst case at every eps, which takes minutes (use it in an adversarial "
+                f"check); choose one of {', '.join(allowed)}"
+            )
+        return method
+
+
 class EntropyTrendCheck(CheckSpec):
     """Parameters of an `entropy_trend` check."""
 
     type: Literal["entropy_trend"]
-    attack: AttackSpec = Field(default_factory=lambda: AttackSpec(method="fgsm"))
-    eps: list[NonNegative] = Field(min_length=2, description="increasing perturbation sizes")
+    attack: TrendAttackSpec = Field(default_factory=lambda: TrendAttackSpec(method="fgsm"))
+    eps: list[NonNegativeNumber] = Field(
+        min_length=2, description="increasing perturbation sizes (8/255 too)"
+    )
     uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
     fit_data: DataSpec | None = Field(
         None,
@@ -55,7 +78,7 @@ class EntropyTrendCheck(CheckSpec):
 class EntropyTrendDetails(Strict):
     """Details of an `entropy_trend` result: the measure's mean per eps and the trend test."""
 
-    eps: list[float]
+    eps: list[KeptNumber]
     measure: str
     expect: str
     mean: list[float]
@@ -120,6 +143,8 @@ def run_entropy_trend(context: CheckContext, params: EntropyTrendCheck) -> Check
 def decide_trend(
     judging: Judging, params: EntropyTrendCheck, values: np.ndarray, correct: np.ndarray
 ) -> CheckResult:
+    from scipy import stats
+
     n = values.shape[0]
     alpha = 1.0 - judging.confidence
     ordered = values if params.expect == "increasing" else values[:, ::-1]
@@ -213,6 +238,8 @@ def mean_rise(
 ) -> tuple[float | None, tuple[float, float] | None]:
     """Mean of the last column minus the first (the rise in the expected direction), paired by
     input, with a t interval at `confidence`; no interval with fewer than two inputs."""
+    from scipy import stats
+
     differences = ordered[:, -1] - ordered[:, 0]
     n = len(differences)
     if n == 0:
@@ -230,6 +257,8 @@ def trend_test(ordered: np.ndarray) -> tuple[str, float, float]:
     Three or more levels: Page's L test. Two levels: the Wilcoxon signed-rank test of the
     differences. Values that never change give p = 1.
     """
+    from scipy import stats
+
     differences = np.diff(ordered, axis=1)
     if ordered.shape[0] < 2 or not np.any(differences):
         return "no variation", 0.0, 1.0

@@ -16,7 +16,11 @@ from robustness_checks.checks.common.report_data import (
     score_histogram,
 )
 from robustness_checks.checks.common.scored import ScoredCheck, SeparationDetails, score_examples
-from robustness_checks.checks.common.separation import measure_separation, separation_details
+from robustness_checks.checks.common.separation import (
+    measure_separation,
+    separation_details,
+    separation_warnings,
+)
 from robustness_checks.details import ExampleRow
 from robustness_checks.errors import InsufficientData
 from robustness_checks.execution.context import CheckContext
@@ -91,6 +95,16 @@ def run_failure_prediction(context: CheckContext, params: FailurePredictionCheck
         resamples=params.bootstrap,
         confidence=context.confidence,
         rng=context.numpy_rng("bootstrap"),
+    )
+    context.warnings.extend(
+        separation_warnings(
+            estimates,
+            int((~wrong).sum()),
+            int(wrong.sum()),
+            score=params.score,
+            negative_name="correct predictions",
+            positive_name="errors",
+        )
     )
     details = FailurePredictionDetails(
         score=params.score,

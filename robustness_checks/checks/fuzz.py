@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.common.bounds import check_perturbation_bounds
 from robustness_checks.checks.common.inputs import (
-    SMALL_INPUT,
+    PICTURED_INPUT,
     SelectsInputs,
     pixel_rows,
     selected_inputs,
@@ -33,14 +33,15 @@ from robustness_checks.fuzzing.search import (
     search_one,
 )
 from robustness_checks.fuzzing.strategies import Perturbation
+from robustness_checks.locations import Location
 from robustness_checks.metrics.intervals import clopper_pearson
 from robustness_checks.results import CheckResult, format_number, outcome_of
+from robustness_checks.spec.numbers import NonNegativeNumber
 from robustness_checks.spec.schema import Probability, StrictModel
 
 DEFAULT_INPUTS = 20
 DATABASE_ENV = "ROBUSTNESS_FUZZ_DATABASE"  # a directory, or "none" for no database
 DEFAULT_DATABASE = Path(".hypothesis") / "robustness"
-NonNegative = Annotated[float, Field(ge=0.0)]
 
 # The property calls the model, so a slow draw is usually device warm-up or a garbage collection
 # landing in the first examples, never a problem of the strategies (they draw a few numbers, so
@@ -59,9 +60,13 @@ class PerturbationSpec(StrictModel):
     kind: Literal[
         "linf", "l2", "gaussian", "brightness", "contrast", "translate", "rotate", "occlusion"
     ]
-    eps: NonNegative | None = Field(None, description="linf, l2: largest norm of the noise")
-    sigma: NonNegative | None = Field(None, description="gaussian: largest standard deviation")
-    max: NonNegative | None = Field(
+    eps: NonNegativeNumber | None = Field(
+        None, description="linf, l2: largest norm of the noise (8/255 too)"
+    )
+    sigma: NonNegativeNumber | None = Field(
+        None, description="gaussian: largest standard deviation (8/255 too)"
+    )
+    max: NonNegativeNumber | None = Field(
         None, description="brightness, contrast, rotate (degrees), translate, occlusion (pixels)"
     )
     value: float | None = Field(None, description="occlusion: fill value (default: lower bound)")
@@ -100,7 +105,7 @@ class FuzzCheck(SelectsInputs):
     max_examples: Annotated[int, Field(ge=1, le=100_000)] = Field(
         200, description="hypothesis test cases per input"
     )
-    database: str | Literal[False] | None = Field(
+    database: Location | Literal[False] | None = Field(
         None,
         description=f"example database directory; false: none; default ${DATABASE_ENV} "
         f"or {DEFAULT_DATABASE}",
@@ -260,7 +265,7 @@ def _failure_row(
         "perturbed_confidence": outcome.confidence,
     }
     clean = t.x[position : position + 1]
-    if clean.numel() <= SMALL_INPUT:
+    if clean.numel() <= PICTURED_INPUT:
         perturbed = strategies.apply_all(found, clean, evaluator.bounds)
         row.update(pixel_rows(clean[0], perturbed[0]))
     return row

@@ -18,6 +18,7 @@ from robustness_checks.execution.seeding import derive_seed, seeded_torch
 from robustness_checks.failure_probability.bound_test import draws_to_settle_below
 from robustness_checks.failure_probability.estimate import BOUND_TEST_SHARE, DEFAULT_ESTIMATOR
 from robustness_checks.results import CheckResult, Outcome, format_number
+from robustness_checks.spec.numbers import KeptNumber, PositiveNumber
 
 # An input with a larger share of draws at which the model returned NaN or infinite logits
 # (or a share larger than max_probability) cannot pass: those draws have no prediction.
@@ -30,7 +31,7 @@ class NoiseCheck(SelectsInputs):
     default_inputs: ClassVar[int] = 10
 
     type: Literal["noise"]
-    sigma: Annotated[float, Field(gt=0.0, description="noise standard deviation (raw inputs)")]
+    sigma: PositiveNumber = Field(description="noise standard deviation (raw inputs; 8/255 too)")
     estimator: Literal["importance", "splitting", "mc"] = DEFAULT_ESTIMATOR
     relative_error: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
     max_evaluations: Annotated[int, Field(ge=100, le=10**10, description="budget per input")] = (
@@ -83,7 +84,7 @@ class InputRow(Block):
 class NoiseDetails(Strict):
     """Details of a `noise` result; gated: the worst probability and each input's."""
 
-    sigma: float
+    sigma: KeptNumber
     estimator: str
     relative_error_target: float
     input_confidence: float
@@ -247,20 +248,21 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
     over = [r for r in rows if r["outcome"] == "over"]
     unsure = [r for r in rows if r["outcome"] == "inconclusive"]
     worst = max(rows, key=lambda r: (r["probability"], r["ci"][1]))
+    deciding = worst  # the input whose value and interval the summary row shows
     used = dict.fromkeys(r.get("estimator") or params.estimator for r in rows)
     setting = f"sigma {format_number(params.sigma)}, {', '.join(used)}"
     bound = params.max_probability
     if bound is None:
         statement = f"largest {_describe(worst, level)} [{setting}]"
     elif over:
-        first = max(over, key=lambda r: r["probability"])
+        first = deciding = max(over, key=lambda r: r["probability"])
         statement = (
             f"{_describe(first, level)} is over max_probability {format_number(bound)} "
             f"[{setting}]; {len(over)} of {len(rows)} inputs over the bound, "
             f"{len(unsure)} inconclusive"
         )
     elif any(r["nonfinite_inconclusive"] for r in unsure):
-        first = next(r for r in unsure if r["nonfinite_inconclusive"])
+        first = deciding = next(r for r in unsure if r["nonfinite_inconclusive"])
         statement = (
             f"{_describe(first, level)} is inconclusive: the model returned NaN or infinite "
             f"logits at {first['nonfinite']:,} of its {first['draws']:,} noisy draws, more than "
@@ -269,14 +271,14 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
             "inconclusive"
         )
     elif any(r["unreliable"] for r in unsure):
-        first = next(r for r in unsure if r["unreliable"])
+        first = deciding = next(r for r in unsure if r["unreliable"])
         statement = (
             f"{_describe(first, level)} is inconclusive: its reported error cannot be trusted "
             f"({'; '.join(first['unreliable'])}) [{setting}]; {len(unsure)} of {len(rows)} "
             "inputs inconclusive; more max_evaluations or estimator: splitting may settle it"
         )
     elif unsure:
-        first = unsure[0]
+        first = deciding = unsure[0]
         statement = (
             f"{_describe(first, level)} is inconclusive: the budget of "
             f"{params.max_evaluations:,} evaluations per input neither reached relative "
@@ -298,10 +300,10 @@ def decide_rows(judging: Judging, params: NoiseCheck, rows: list[dict[str, Any]]
         check=params.name,
         type=params.type,
         metric="probability",
-        value=float(worst["probability"]),
+        value=float(deciding["probability"]),
         comparison=None if bound is None else "<=",
         threshold=bound,
-        ci=(float(worst["ci"][0]), float(worst["ci"][1])),
+        ci=(float(deciding["ci"][0]), float(deciding["ci"][1])),
         confidence=judging.confidence,
         outcome=outcome,
         decision=judging.decision,
@@ -360,4 +362,7 @@ CHECK = CheckType(
     random_model="each noise sample meets its own draw of the model, so the probability "
     "estimated by importance sampling or mc (unbiased) is over the noise and the model's "
     "randomness together; splitting assumes a deterministic model and warns",
+    point_inconclusive="an input whose estimate neither reached relative_error nor put its "
+    "interval clear of the bound within max_evaluations, whose error its diagnostics distrust, or "
+    "with too many NaN draws has no estimate to decide by: it is inconclusive and the item fails",
 )

@@ -18,6 +18,7 @@ from robustness_checks.checks.common.separation import (
     METRICS,
     measure_separation,
     separation_details,
+    separation_warnings,
 )
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext
@@ -143,6 +144,16 @@ def run_ood(context: CheckContext, params: OODCheck) -> CheckResult:
         resamples=params.bootstrap,
         confidence=context.confidence,
         rng=context.numpy_rng("bootstrap"),
+    )
+    context.warnings.extend(
+        separation_warnings(
+            estimates,
+            len(negative),
+            len(positive),
+            score=params.score,
+            negative_name="in-distribution inputs",
+            positive_name="OOD inputs",
+        )
     )
     labels = context.examples.y.numpy()
     matrix = None

@@ -11,7 +11,6 @@ from robustness_checks.checks.check_type import CheckType
 from robustness_checks.checks.registry import CheckTypeError, check_type, origin
 from robustness_checks.details import Details, PartialWork
 from robustness_checks.errors import InsufficientData, RobustnessWarning
-from robustness_checks.examples import Examples
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.diagnostics import findings_warnings, watching
 from robustness_checks.execution.distributed import gather_objects, total
@@ -26,10 +25,7 @@ def execute(context: CheckContext, params: CheckSpec) -> CheckResult:
     """Run the check `params` describes; exceptions propagate to the caller. Data too thin for
     the statistic is an inconclusive result under strict and lenient (an error under point)."""
     entry = check_type(params.type)
-    limit = params.limit
-    if limit is not None and limit < len(context.examples):
-        examples = context.examples
-        context.examples = Examples(examples.x[:limit], examples.y[:limit], examples.batch_size)
+    context.examples = context.examples.take(params.limit)
     before = context.evaluations
     start = time.perf_counter()
     # The model's own draws (input noise, dropout left on) come from torch's generators, seeded
@@ -72,6 +68,15 @@ def checked(entry: CheckType, result: object, params: CheckSpec) -> CheckResult:
         raise CheckTypeError(
             f"{where} returned {type(result).__name__}, not a CheckResult; its run function must "
             "return robustness_checks.results.CheckResult (bounded_result builds one)"
+        )
+    if (
+        result.outcome == "inconclusive"
+        and result.decision == "point"
+        and entry.point_inconclusive is None
+    ):
+        raise CheckTypeError(
+            f"{where} returned outcome 'inconclusive' under decision point, which it does not "
+            "declare (CheckType.point_inconclusive): the point rule decides by the estimate"
         )
     if result.outcome in ("passed", "failed") and not math.isfinite(result.value):
         raise CheckTypeError(

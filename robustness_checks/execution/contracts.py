@@ -29,19 +29,37 @@ class SelectOutput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         output = self.model(x)
+        if isinstance(output, torch.Tensor):  # already the logits (an ensemble member, say)
+            return output
         try:
-            return select(output, self.key)
+            selected = select(output, self.key)
         except (KeyError, IndexError, TypeError, AttributeError):
             raise ModelOutputError(
                 f"model.output is {self.key!r}, but the model returned {describe(output)}"
                 f"{_offer(output, 'set model.output to one of them instead')}"
             ) from None
+        logits = read_logits(selected)
+        if not isinstance(logits, torch.Tensor):
+            raise ModelOutputError(
+                f"model.output is {self.key!r}, which holds {describe(selected)}, not a logits "
+                f"tensor; the model returned {describe(output)}"
+                f"{_offer(output, 'set model.output to the one that holds the logits')}"
+            )
+        return logits
 
 
 def select(output: Any, key: str | int) -> Any:
-    """output[key] for a mapping, tuple or list; the attribute `key` of any other object."""
-    if isinstance(key, str) and not isinstance(output, Mapping | torch.Tensor):
+    """The item `key` of a mapping, tuple or list, else the attribute `key` of an object (a name
+    may be either: a Hugging Face ModelOutput is a dict whose keys are attributes too)."""
+    if isinstance(output, Mapping):
+        if key in output:
+            return output[key]
+        if isinstance(key, str) and isinstance(getattr(output, key, None), torch.Tensor):
+            return getattr(output, key)
+    elif isinstance(key, str) and hasattr(output, key):
         return getattr(output, key)
+    # An index of a tuple or list, or the object's own __getitem__ (a Hugging Face ModelOutput
+    # takes the index of a field among those that are not None).
     return output[key]
 
 
@@ -110,20 +128,24 @@ def _listed(choices: list[str | int]) -> str:
     return ", ".join(map(repr, choices))
 
 
-def read_logits_attribute(output: Any) -> Any:
-    """The tensor attribute `logits` of an output object (a Hugging Face ModelOutput, a dataclass,
-    a named tuple), else `output` unchanged."""
+def read_logits(output: Any) -> Any:
+    """The logits inside a model's output: a tensor as it is, else the tensor attribute `logits`
+    of an object (a Hugging Face ModelOutput, a dataclass, a named tuple) or the tensor under the
+    key 'logits' of a mapping (a dict, a TorchScript model's Dict[str, Tensor]); else `output`
+    unchanged."""
     if isinstance(output, torch.Tensor):
         return output
     logits = getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor) and isinstance(output, Mapping):
+        logits = output.get("logits")
     return logits if isinstance(logits, torch.Tensor) else output
 
 
 def as_logits(output: Any, rows: int) -> torch.Tensor:
     """`output` as float32 logits of shape (rows, classes >= 2), or a ModelOutputError saying what
     the model returned and what to set (no host sync: shapes and dtypes only). An object with a
-    tensor attribute `logits` gives that attribute."""
-    output = read_logits_attribute(output)
+    tensor attribute `logits`, or a mapping with a tensor under 'logits', gives that tensor."""
+    output = read_logits(output)
     if not isinstance(output, torch.Tensor):
         kind = offers(output)[0]
         raise ModelOutputError(

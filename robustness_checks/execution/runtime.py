@@ -94,17 +94,34 @@ class SpecRuntime:
         )
 
     def fingerprints(self, check: CheckSpec, settings: RunSettings) -> Fingerprints:
-        """sha256 of the model's (and ensemble's) weights (computed once), of the check's data
-        by content and of its settings."""
-        extra = self.extra_data(check)
+        """sha256 of the model's (and ensemble's) weights, of the check's data by content and of
+        its settings; each print once per loaded object, and once per process for the same
+        weights or tensors file (a spec moved with its files, or several specs on them)."""
+        from robustness_checks.fingerprints import data_files_key, model_files_key
+
+        spec, base = self.document.spec, self.document.base_dir
+        sources = check_data_sources(check)
+        extra = {
+            name: self._print(
+                found,
+                lambda f=found: fingerprint_tensors(f.x, f.y),
+                lambda s=sources[name]: data_files_key(s, base, labels=False),
+            )
+            for name, found in self.extra_data(check).items()
+        }
         return Fingerprints(
-            model=self._print(self.model, lambda: fingerprint_model(self.model, *self.ensemble)),
+            model=self._print(
+                self.model,
+                lambda: fingerprint_model(self.model, *self.ensemble),
+                lambda: model_files_key(spec.model, base),
+            ),
             data=combined_data_print(
-                self._print(self.examples, lambda: fingerprint_tensors(*self._tensors())),
-                {
-                    name: self._print(found, lambda f=found: fingerprint_tensors(f.x, f.y))
-                    for name, found in extra.items()
-                },
+                self._print(
+                    self.examples,
+                    lambda: fingerprint_tensors(*self._tensors()),
+                    lambda: data_files_key(spec.data, base, labels=True),
+                ),
+                extra,
             ),
             check=settings_fingerprint(self.measured(check, settings)),
         )
@@ -112,10 +129,15 @@ class SpecRuntime:
     def _tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.examples.x, self.examples.y
 
-    def _print(self, key: object, compute: Callable[[], str]) -> str:
-        """A fingerprint computed once per loaded object."""
+    def _print(
+        self, key: object, compute: Callable[[], str], files: Callable[[], object] = lambda: None
+    ) -> str:
+        """A fingerprint computed once per loaded object, and once per process for the same
+        `files()` key (see fingerprints.print_by_files)."""
+        from robustness_checks.fingerprints import print_by_files
+
         if id(key) not in self._prints:
-            self._prints[id(key)] = compute()
+            self._prints[id(key)] = print_by_files(files(), compute)
         return self._prints[id(key)]
 
     def extra_data(self, check: CheckSpec) -> dict[str, Examples]:

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-from scipy import stats
 from torch import Tensor
 
 from robustness_checks.failure_probability.margin import MarginOracle
@@ -27,6 +26,8 @@ class DesignPoints:
     betas: list[float]
 
     def form_probabilities(self) -> list[float]:
+        from scipy import stats
+
         return [float(stats.norm.sf(beta)) for beta in self.betas]
 
 

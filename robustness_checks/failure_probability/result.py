@@ -6,8 +6,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from scipy import stats
-
 
 @dataclass
 class NoiseEstimate:
@@ -48,6 +46,8 @@ class NoiseEstimate:
 
 def z_value(confidence: float) -> float:
     """Two-sided standard-normal quantile for `confidence`."""
+    from scipy import stats
+
     return float(stats.norm.ppf(0.5 + confidence / 2))
 
 

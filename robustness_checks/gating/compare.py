@@ -12,6 +12,7 @@ from typing import Any, Literal
 from robustness_checks.details import GatedValue
 from robustness_checks.fingerprints import Fingerprints
 from robustness_checks.gating.baseline import COST_KEYS, SECONDS_FLOOR, Rule
+from robustness_checks.gating.settings_diff import settings_changes
 from robustness_checks.results import format_number
 
 Status = Literal["compared", "not comparable", "not in baseline"]
@@ -152,14 +153,26 @@ class Comparator:
             if changed["data"]:
                 reasons.append("the data differs from the baseline's (another data set or limit)")
             if changed["settings"]:
-                differ = differing_settings(record.get("settings"), before.get("settings"))
-                reasons.append(
-                    f"the check's settings differ from the baseline's ({differ})"
-                    if differ
-                    else "the check's settings (fields, bounds, seed, decision, confidence) "
-                    "differ from the baseline's"
-                )
+                changed["settings"], reason = self._settings_differ(record, before)
+                reasons += [reason] if reason else []
         return reasons, changed
+
+    def _settings_differ(self, record: dict[str, Any], before: dict[str, Any]) -> tuple[bool, str]:
+        """Whether settings fingerprints that differ mean other settings, and the reason that
+        names them. Both records' `settings` decide when they can be read: a change of location
+        only (a spec moved with its files, a path hashed by an earlier version) or a field added
+        since at its default is no change."""
+        changes, why = settings_changes(record, before)
+        if changes is None:
+            return True, (
+                f"settings differ from baseline {self.name!r} (the check's fields, the spec's "
+                f"bounds, precision or model output, or the seed, decision or confidence); "
+                f"which ones cannot be said: {why}"
+            )
+        if not changes:
+            return False, ""
+        listed = ", ".join(change.text() for change in changes)
+        return True, f"settings differ from baseline {self.name!r}: {listed}"
 
     def _compare_values(
         self, record: dict[str, Any], before: dict[str, Any], found: Comparison
@@ -265,33 +278,6 @@ def allowed(rule: Rule, before: float, lower_better: bool) -> float:
     if rule.kind == "relative":
         return before * (1 + rule.amount) if lower_better else before * (1 - rule.amount)
     return before * rule.amount if lower_better else before / rule.amount
-
-
-def differing_settings(now: Any, before: Any) -> str:
-    """'attack.steps 10 -> 1, seed 0 -> 3': the settings that differ, when both are recorded."""
-    if not isinstance(now, dict) or not isinstance(before, dict):
-        return ""
-    flat_now, flat_before = _flatten(now.get("check", {})), _flatten(before.get("check", {}))
-    for side, found in ((flat_now, now), (flat_before, before)):
-        side.update(
-            {key: value for key, value in _flatten(found).items() if not key.startswith("check.")}
-        )
-    keys = sorted(set(flat_now) | set(flat_before))
-    changes = [
-        f"{key} {flat_before.get(key, '(none)')!r} -> {flat_now.get(key, '(none)')!r}"
-        for key in keys
-        if flat_now.get(key) != flat_before.get(key)
-    ]
-    return ", ".join(changes[:6]) + (f", and {len(changes) - 6} more" if len(changes) > 6 else "")
-
-
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        found: dict[str, Any] = {}
-        for key, item in value.items():
-            found.update(_flatten(item, f"{prefix}{key}."))
-        return found
-    return {prefix.rstrip("."): value}
 
 
 def record_id(record: dict[str, Any]) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from scipy import stats
 from torch import nn
 
 from robustness_checks.examples import as_examples
@@ -50,6 +49,8 @@ def compare_accuracy(
     `confidence`). With `attack` (fields of the YAML attack block, eps a number), robust
     accuracies under that attack are compared instead.
     """
+    from scipy import stats
+
     examples = as_examples(data, batch_size)
     target = resolve_device(device)
     right = []

@@ -8,12 +8,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from robustness_checks.errors import LoadError
 from robustness_checks.examples import Examples, as_examples
 from robustness_checks.execution.contracts import BOOL_LABELS
 from robustness_checks.loading.factory import import_callable
-from robustness_checks.loading.images import image_folder_dataset, same_size_loader
+from robustness_checks.loading.images import image_folder_dataset, same_size_loader, size_message
+from robustness_checks.loading.streamed import (
+    SizeError,
+    StreamedInputs,
+    dataset_labels,
+    should_stream,
+)
 from robustness_checks.spec.schema import DataSpec
 
 
@@ -31,6 +38,10 @@ def build_data(spec: DataSpec, base_dir: Path, *, labels: bool = True) -> Exampl
             data = factory(**spec.kwargs)
         except Exception as error:
             raise LoadError(f"data factory {spec.factory!r} raised {error!r}") from error
+        if isinstance(data, Dataset) and not isinstance(data, tuple | list):
+            streamed = streamed_examples(data, spec)
+            if streamed is not None:
+                return streamed
         return as_examples(data, spec.batch_size, spec.limit)
     transform = _image_transform(spec)
     if spec.torchvision is not None:
@@ -47,8 +58,37 @@ def build_data(spec: DataSpec, base_dir: Path, *, labels: bool = True) -> Exampl
         def name(index: int) -> str:
             return os.path.relpath(dataset.samples[index][0], root)
 
+    def size_error(one: int, shape: tuple[int, ...], two: int, other: tuple[int, ...]) -> str:
+        return size_message(spec, where, (name(one), shape), (name(two), other))
+
+    streamed = streamed_examples(dataset, spec, size_error)
+    if streamed is not None:
+        return streamed
     loader = same_size_loader(dataset, spec, name, where)
     return as_examples(loader, spec.batch_size, spec.limit)
+
+
+def streamed_examples(
+    dataset: Dataset[Any], spec: DataSpec, size_error: SizeError | None = None
+) -> Examples | None:
+    """The data set's examples with streamed inputs, when `spec.stream` asks for it (or, for
+    `auto`, when they would not fit comfortably in memory); None to load them whole."""
+    if spec.stream is False:
+        return None
+    try:
+        count = len(dataset)  # type: ignore[arg-type]
+    except TypeError:
+        return None  # an iterable data set: read whole
+    count = count if spec.limit is None else min(count, spec.limit)
+    if count == 0:
+        raise LoadError("the data set is empty")
+    first = dataset[0][0]
+    shape = tuple(torch.as_tensor(first).shape) if not hasattr(first, "shape") else first.shape
+    item_shape = tuple(int(n) for n in shape)
+    if not should_stream(spec.stream, count, item_shape):
+        return None
+    inputs = StreamedInputs(dataset, count, item_shape, size_error)
+    return Examples(inputs, dataset_labels(dataset, count), spec.batch_size)
 
 
 def read_tensors_file(path: Path, *, labels: bool = True) -> tuple[Any, Any]:

@@ -130,7 +130,7 @@ def same_size_loader(
         for image, (_, _, other) in zip(images, items, strict=True):
             if tuple(image.shape) != shape:
                 sizes = (name(index), shape), (name(other), tuple(image.shape))
-                raise LoadError(_size_message(spec, where, *sizes))
+                raise LoadError(size_message(spec, where, *sizes))
         return torch.stack(images), default_collate([label for _, label, _ in items])
 
     return DataLoader(
@@ -138,7 +138,7 @@ def same_size_loader(
     )
 
 
-def _size_message(
+def size_message(
     spec: DataSpec, where: str, one: tuple[str, tuple[int, ...]], two: tuple[str, tuple[int, ...]]
 ) -> str:
     def size(shape: tuple[int, ...]) -> str:

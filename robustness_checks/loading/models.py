@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -11,7 +10,9 @@ import torch
 from torch import nn
 
 from robustness_checks.errors import LoadError
+from robustness_checks.loading.architectures import timm_model, torchvision_model
 from robustness_checks.loading.factory import import_callable
+from robustness_checks.loading.safetensors_files import is_safetensors, read_safetensors
 from robustness_checks.spec.schema import ModelSource, ModelSpec, Preprocess
 
 
@@ -74,8 +75,10 @@ def build_network(source: ModelSource, base_dir: Path) -> nn.Module:
                 f"model factory {source.factory!r} returned a {type(network).__name__}; "
                 "it must return a torch.nn.Module"
             )
+    elif source.timm is not None:
+        network = timm_model(source.timm, source.kwargs)
     else:
-        network = _torchvision_model(str(source.torchvision), source.kwargs)
+        network = torchvision_model(str(source.torchvision), source.kwargs)
     if source.weights is not None:
         _load_weights(network, base_dir / source.weights)
     return network
@@ -132,6 +135,10 @@ def first_line(error: BaseException) -> str:
 
 
 def _load_weights(network: nn.Module, path: Path) -> None:
+    """The state_dict of a torch file (weights_only) or a safetensors file into `network`."""
+    if is_safetensors(path):
+        _load_safetensors(network, path)
+        return
     state = load_state_dict(path)
     try:
         network.load_state_dict(state)
@@ -139,25 +146,25 @@ def _load_weights(network: nn.Module, path: Path) -> None:
         raise LoadError(f"weights file {path} does not fit the model: {error}") from error
 
 
-def _torchvision_model(name: str, kwargs: dict) -> nn.Module:
-    import torchvision
-
-    if name not in torchvision.models.list_models():
-        raise LoadError(f"torchvision has no model named {name!r}")
-    kwargs = dict(kwargs)
-    for key in ("weights", "weights_backbone"):
-        if kwargs.pop(key, None) is not None:
-            raise LoadError(
-                f"torchvision models never download weights here: leave kwargs.{key} out and "
-                "give a local state_dict file in `weights:`"
-            )
-    builder = torchvision.models.get_model_builder(name)
-    if "weights_backbone" in inspect.signature(builder).parameters:
-        kwargs["weights_backbone"] = None  # its default would download ImageNet weights
+def _load_safetensors(network: nn.Module, path: Path) -> None:
+    """Like load_state_dict, except that a tensor the network shares between names (tied
+    weights, which safetensors.torch.save_model stores once) may be missing under its other
+    names."""
+    state = read_safetensors(path)
     try:
-        return builder(weights=None, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise LoadError(f"torchvision model {name!r} rejects kwargs {kwargs}: {error}") from error
+        missing, unexpected = network.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # size mismatches are raised even when not strict
+        raise LoadError(f"weights file {path} does not fit the model: {error}") from error
+    own = network.state_dict(keep_vars=True)
+    loaded = {own[key].data_ptr() for key in state if key in own} - {0}  # 0: empty tensors
+    missing = [key for key in missing if own[key].data_ptr() not in loaded]
+    problems = [
+        f"{what} key(s) in state_dict: {', '.join(map(repr, keys))}"
+        for what, keys in (("Missing", missing), ("Unexpected", unexpected))
+        if keys
+    ]
+    if problems:
+        raise LoadError(f"weights file {path} does not fit the model: {'. '.join(problems)}")
 
 
 def _finish(network: nn.Module, preprocess: Preprocess | None) -> nn.Module:

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from robustness_checks.errors import LoadError
+from robustness_checks.loading.architectures import (
+    timm_kwargs_problems,
+    timm_name_problem,
+    torchvision_name_problem,
+)
 from robustness_checks.loading.data import tensors_file_keys
 from robustness_checks.loading.factory import import_callable
+from robustness_checks.loading.safetensors_files import (
+    broken_message,
+    header_problem,
+    is_safetensors,
+)
 from robustness_checks.spec.schema import DataSpec, ModelSource, Spec
 from robustness_checks.spec.yaml_lines import Location
 
@@ -45,17 +56,43 @@ def _model_problems(source: ModelSource, base_dir: Path, where: Location) -> lis
             base_dir / source.torchscript, (*where, "torchscript"), "TorchScript file"
         )
     if source.torchvision is not None:
-        import torchvision
-
-        if source.torchvision not in torchvision.models.list_models():
-            problems.append(
-                ((*where, "torchvision"), f"torchvision has no model named {source.torchvision!r}")
-            )
+        problem = torchvision_name_problem(source.torchvision)
+        if problem is not None:
+            problems.append(((*where, "torchvision"), problem))
+    if source.timm is not None:
+        problems += _timm_problems(source.timm, source.kwargs, where)
     if source.weights is not None:
-        problems += _torch_file_problems(
-            base_dir / source.weights, (*where, "weights"), "weights file"
-        )
+        path = base_dir / source.weights
+        if is_safetensors(path):
+            problems += _safetensors_problems(path, (*where, "weights"))
+        else:
+            problems += _torch_file_problems(path, (*where, "weights"), "weights file")
     return problems
+
+
+def _timm_problems(name: str, kwargs: dict[str, Any], where: Location) -> list[Problem]:
+    """An unknown timm name (with close names), options that would fetch pretrained weights, or
+    timm not installed."""
+    try:
+        problem = timm_name_problem(name)
+    except LoadError as error:  # timm is not installed
+        return [((*where, "timm"), str(error))]
+    problems = [((*where, "timm"), problem)] if problem is not None else []
+    refused = timm_kwargs_problems(kwargs)
+    return problems + [((*where, "kwargs", key), text) for key, text in refused]
+
+
+def _safetensors_problems(path: Path, where: Location) -> list[Problem]:
+    """A missing safetensors file, or one whose header does not describe it (a truncated file,
+    another format): reads the header only."""
+    missing = _file_problems(path, where, "weights file")
+    if missing:
+        return missing
+    try:
+        problem = header_problem(path)
+        return [] if problem is None else [(where, broken_message(path, problem))]
+    except OSError as error:
+        return [(where, f"weights file {path} cannot be read: {error}")]
 
 
 def _data_problems(

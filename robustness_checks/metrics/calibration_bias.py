@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import fft
 
 from robustness_checks.metrics.calibration import bin_sums, equal_width_bins
 
@@ -161,6 +160,8 @@ def _reflected_smooth(
 ) -> np.ndarray:
     """Kernel sums of (residual, 1) on a grid of `size` points: relplot's ReflectedGaussianKernel
     applied to its smooth_round_to_grid values; shape (rows, 2, size)."""
+    from scipy import fft
+
     rows = f.shape[0]
     position = f * (size - 1)
     left = position.astype(np.int64).clip(0, size - 2)

@@ -30,9 +30,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import optimize, sparse, stats
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 Interval = tuple[float, float]
 
@@ -88,6 +91,8 @@ def redraw(
 def cell_matrix(cells: np.ndarray, size: int, values: np.ndarray | None = None) -> sparse.csr_array:
     """(n, size) sparse matrix with `values` (default 1) at (example, its cell); `cells` may hold
     several cells per example (shape (n, k))."""
+    from scipy import sparse
+
     cells = np.asarray(cells).reshape(len(cells), -1)
     rows = np.repeat(np.arange(len(cells)), cells.shape[1])
     data = np.ones(cells.size) if values is None else np.asarray(values, float).reshape(-1)
@@ -96,6 +101,8 @@ def cell_matrix(cells: np.ndarray, size: int, values: np.ndarray | None = None) 
 
 def times(rows: np.ndarray, matrix: sparse.csr_array | np.ndarray) -> np.ndarray:
     """rows @ matrix for dense rows (r, n) and a sparse or dense (n, k) matrix: (r, k)."""
+    from scipy import sparse
+
     if sparse.issparse(matrix):
         return np.asarray((matrix.T @ rows.T).T)
     return rows @ matrix
@@ -111,6 +118,8 @@ def folded_lower(mean: float, se: float, error: float, df: float) -> float:
     folded t), so it is valid for every mu, including 0, and equals |mean| - t_{error} se, the
     one-sided bound, once |mean| is many standard errors from 0. 0 without a standard error.
     """
+    from scipy import optimize, stats
+
     x = abs(mean)
     if not se > 0:  # no spread seen: no bound
         return 0.0
@@ -146,6 +155,8 @@ def abs_sum_lower(
     so replacing |mu_c| by m_c gives a critical value that is large enough. A cell with m_c = 0
     (sign unknown) is charged max(|boot|, |null|), a cell with a known sign its aligned noise.
     """
+    from scipy import stats
+
     if point.size == 0:
         return 0.0
     spread = boot.std(axis=0)
@@ -199,6 +210,8 @@ def mean_interval(values: np.ndarray, confidence_level: float, floor_variance: f
     """Student t interval for the mean of i.i.d. per-example values, with the variance floored
     at `floor_variance`: the losses are skewed to the right (rare errors cost much), so a small
     sample that happens to hold no error has a far too small sample variance."""
+    from scipy import stats
+
     count = values.shape[-1]
     variance = max(float(values.var(ddof=1)), floor_variance)
     half = float(stats.t.isf((1.0 - confidence_level) / 2, count - 1)) * math.sqrt(variance / count)

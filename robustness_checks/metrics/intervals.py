@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 Interval = tuple[float, float]
 
@@ -131,6 +130,8 @@ def bca_interval(
     resampled values at levels moved by the median bias z0 and the acceleration a. None when
     fewer than half the resamples have a value, the resamples all lie on one side of the value,
     or the interval collapses."""
+    from scipy import stats
+
     finite = drawn[np.isfinite(drawn)]
     if finite.size < max(drawn.size / 2, 1) or not all(np.isfinite(v).all() for v in jackknife):
         return None
@@ -154,6 +155,8 @@ def binomial_bounds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-sided Clopper-Pearson bounds (lower, upper), each wrong with probability at most
     `error`; (0, 1) without trials."""
+    from scipy import stats
+
     successes = np.asarray(successes, dtype=np.float64)
     trials = np.asarray(trials, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -167,6 +170,8 @@ def binomial_bounds(
 def binomial_range(trials: int, rate: float, error: float) -> tuple[int, int]:
     """(low, high) with P(K < low) <= error / 2 and P(K > high) <= error / 2 for K ~ Bin(trials,
     rate)."""
+    from scipy import stats
+
     cdf = stats.binom.cdf(np.arange(trials + 1), trials, rate)
     low = int(np.sum(cdf < error / 2))  # the first k whose cdf reaches error / 2
     high = int(np.sum(cdf < 1.0 - error / 2))
@@ -181,6 +186,8 @@ def quantile_ranks(count: int, level: float, error: float) -> tuple[int, int]:
     #{X_i <= t*} is at least Bin(count, level) and #{X_i < t*} at most Bin(count, level)
     (stochastically), which holds with ties too.
     """
+    from scipy import stats
+
     ranks = np.arange(count + 1)
     below = int(np.sum(stats.binom.cdf(ranks, count, level) <= error))  # P(Bin <= j - 1)
     above = stats.binom.sf(ranks - 1, count, level)  # P(Bin >= k) for k = 0..count

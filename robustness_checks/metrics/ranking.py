@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def _validate(*arrays: np.ndarray) -> None:
@@ -66,6 +65,8 @@ def _descending_counts(scores: np.ndarray, positive: np.ndarray) -> tuple[np.nda
 
 def batch_auroc(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
     """P(score of a positive > score of a negative) + P(tie) / 2 (Mann-Whitney U / (P N))."""
+    from scipy.stats import rankdata
+
     scores = np.asarray(scores, dtype=np.float64)
     positive = np.asarray(positive, dtype=bool)
     ranks = rankdata(scores, axis=-1)  # average ranks: each tie counts 1/2

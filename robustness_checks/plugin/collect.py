@@ -29,6 +29,21 @@ def _user_frame(path: str) -> bool:
     return not any(part in path for part in _LIBRARY_PARTS)
 
 
+def _configuration_error(excinfo: pytest.ExceptionInfo[BaseException]) -> bool:
+    """Whether the error says what to fix by itself: one of this library's errors, or any error
+    raised on purpose by this library's own code (a method the model cannot support, an option
+    out of range), whose frames would only hide the message."""
+    from robustness_checks.errors import RobustnessError
+
+    if isinstance(excinfo.value, RobustnessError):
+        return True
+    innermost = str(excinfo.traceback[-1].path) if len(excinfo.traceback) else ""
+    return str(_PACKAGE_DIR) in innermost and isinstance(excinfo.value, ValueError)
+
+
+_PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
 def checks_of(config: pytest.Config, ids: list[str]) -> list[tuple[str, Any]]:
     """(node id, check parameters) for node ids of spec checks, (node id, None) for the others:
     read from the spec files without running them (the xdist controller collects nothing)."""
@@ -217,8 +232,6 @@ class CheckItem(pytest.Item):
         return found.regression
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
-        from robustness_checks.errors import RobustnessError
-
         if isinstance(excinfo.value, CheckFailed):
             return f"{self.check.type} check {self.name!r} failed: {excinfo.value}"
         kind = type(excinfo.value).__name__
@@ -227,13 +240,15 @@ class CheckItem(pytest.Item):
         if cause is not None and str(cause) not in header:
             header += f" (caused by {type(cause).__name__}: {cause})"
         tbstyle = self.config.getoption("tbstyle", "auto")
-        if isinstance(excinfo.value, RobustnessError) or tbstyle in ("no", "line"):
+        if tbstyle in ("no", "line") or (tbstyle == "auto" and _configuration_error(excinfo)):
             return header
         # Anything else (the model raising, say) is a bug to find in the user's code: only
         # their own frames follow, not this library's, torch's, pytest's or pluggy's.
         own = excinfo.traceback.filter(lambda entry: _user_frame(str(entry.path)))
         if len(own):
             excinfo.traceback = own
+        elif tbstyle == "auto":
+            return f"{header}\n(no frame of your code is involved; --tb=long shows the library's)"
         shown = excinfo.getrepr(style="short" if tbstyle == "auto" else tbstyle, chain=False)
         return f"{header}\n\n{shown}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -14,7 +15,9 @@ REGRESSIONS = pytest.StashKey[list[str]]()
 
 class Recorder:
     """Records `CheckResult`s made in a test; `robustness.calibration(model, data, ...)` runs and
-    records in one call. Recorded results are compared with the baseline like spec checks."""
+    records in one call. Recorded results are compared with the baseline like spec checks: the
+    checks it runs carry fingerprints of model, data and settings, made under the session's
+    command line and ini settings whatever thread the test calls it from."""
 
     def __init__(self, item: pytest.Item):
         self._item = item
@@ -53,7 +56,9 @@ class Recorder:
         from robustness_checks.api import run_check
 
         params.setdefault("name", type)
-        return self.record(run_check(type, model, data, **params))
+        with self._session_settings():
+            result = run_check(type, model, data, **params)
+        return self.record(result)
 
     def __getattr__(self, name: str) -> Any:
         """`robustness.<type>(...)`: the library's check function (same arguments), recorded."""
@@ -71,9 +76,19 @@ class Recorder:
 
         @functools.wraps(function)
         def run_and_record(*args: Any, **kwargs: Any) -> Any:
-            return self.record(function(*args, **kwargs))
+            with self._session_settings():
+                result = function(*args, **kwargs)
+            return self.record(result)
 
         return run_and_record
+
+    def _session_settings(self) -> contextlib.AbstractContextManager[None]:
+        """The session's command-line and ini settings for a check run here; they also make the
+        library fingerprint it (a thread the test started does not inherit them otherwise)."""
+        from robustness_checks.settings import session_layers
+
+        state = get_session(self._item.config)
+        return session_layers(state.command_line, state.ini)
 
 
 @pytest.fixture

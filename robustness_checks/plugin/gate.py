@@ -114,8 +114,8 @@ class Gate:
         if found.reasons and not self.strict:
             warnings.warn(
                 NotComparableWarning(
-                    f"{record['nodeid']}: not comparable with baseline {self.name!r}, so its "
-                    f"values are not gated: {'; '.join(found.reasons)} "
+                    f"{record.get('id') or record['nodeid']}: not comparable with baseline "
+                    f"{self.name!r}, so its values are not gated: {'; '.join(found.reasons)} "
                     "(--robustness-compare-strict fails such checks)"
                 ),
                 stacklevel=2,

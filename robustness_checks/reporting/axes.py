@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from robustness_checks.reporting.svg import text_width
 
 SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+MOST_LOG_LABELS = 5  # labelled decades on a log axis at most
 
 
 def decimals(step: float) -> int:
@@ -119,6 +120,28 @@ def fits(
     return True
 
 
+def sparse_decades(
+    decades: list[float], length: float, vertical: bool, most: int = MOST_LOG_LABELS
+) -> list[tuple[float, str]]:
+    """Labels at every k-th decade (k = 1, 2, 3, 5, 10, ...: the first that leaves at most
+    `most` labels, each clear of the next) and unlabelled ticks at the decades between."""
+    powers = [round(math.log10(v)) for v in decades]
+    span = (powers[-1] - powers[0]) or 1
+    for k in itertools.chain((1, 2, 3, 5), (m * 10**e for e in range(1, 6) for m in (1, 2, 5))):
+        labelled = [p for p in powers if p % k == 0] or powers[:1]
+        labels = [power_label(10.0**p) for p in labelled]
+        gap = min((b - a for a, b in itertools.pairwise(labelled)), default=span)
+        clear = gap / span * length >= (28 if vertical else 0)
+        if len(labelled) <= most and clear and fits(labelled, labels, span, length, vertical):
+            break
+    minor = len(powers) <= 2 * length / 6  # unlabelled decade ticks while they are 3 px apart
+    return [
+        (10.0**p, power_label(10.0**p) if p in labelled else "")
+        for p in powers
+        if p in labelled or minor
+    ]
+
+
 def axis_ticks(
     lo: float,
     hi: float,
@@ -130,6 +153,8 @@ def axis_ticks(
     """(value, label) ticks whose labels do not overlap along an axis of `length` px."""
     if log:
         ticks = log_ticks(lo, hi)
+        if len(ticks) > 2 and all(power_label(v).startswith("10") for v in ticks):
+            return sparse_decades(ticks, length, vertical)
         if len(ticks) < 4:
             finer = log_ticks(lo, hi, finer=True)
             labels = [power_label(v) for v in finer]

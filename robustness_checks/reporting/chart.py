@@ -39,6 +39,8 @@ class Chart:
     xlog: bool = False
     ylog: bool = False
     xticks: list[float] | None = None  # used when their labels fit, else round ticks
+    xtick_labels: bool = True  # False: tick marks only (a chart stacked above another)
+    min_left: float = 0.0  # px left of the plot area at least (to line up stacked charts)
     y2label: str | None = None
     y2lim: tuple[float, float] | None = None
     marks: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
@@ -80,11 +82,24 @@ class Chart:
         opacity: float = 1.0,
         tips: Sequence[str] | None = None,
         over: tuple[str, float] | None = None,
+        outline: str | None = None,
     ) -> None:
         """Rectangles in data coordinates (a hover tooltip each when `tips` are given); `over`:
-        the (colour, opacity) of the bars these are drawn over, so the legend swatch matches."""
-        entry = label and Entry(label, colour, "box", opacity=opacity, under=over)
+        the (colour, opacity) of the bars these are drawn over, so the legend swatch matches;
+        `outline`: a dash pattern for an outline in the bars' colour (else a thin white one)."""
+        entry = label and Entry(label, colour, "box", dash=outline, opacity=opacity, under=over)
         self._add("bars", locals(), entry)
+
+    def text(
+        self,
+        xs: Sequence[Number],
+        ys: Sequence[Number],
+        texts: Sequence[str],
+        colour: str = "#1d2329",
+        size: float = 8.0,
+    ) -> None:
+        """Labels centred at data coordinates (their baseline 2 px above the point)."""
+        self._add("text", locals())
 
     def band(
         self,
@@ -138,7 +153,7 @@ class Chart:
         ylo, yhi = self.ylim or data_range(self._values("left", "y"), self.ylog)
         self._yticks = axis_ticks(ylo, yhi, self.ylog, self.height, vertical=True)
         y_labels = [label for _, label in self._yticks]
-        left = 22 + max((text_width(t) for t in y_labels), default=10)
+        left = max(self.min_left, 22 + max((text_width(t) for t in y_labels), default=10))
         right = 12.0
         self._y2ticks: list[tuple[float, str]] = []
         if self.y2label is not None:
@@ -152,7 +167,7 @@ class Chart:
         self._origin = (left, 24.0 if self.title else 8.0)
         rows = _legend_rows(self.legend, left + self.width + right - 8)
         self._legend_rows = rows
-        bottom = 20 + (16 if self.xlabel else 0) + 15 * len(rows) + 4
+        bottom = (20 if self.xtick_labels else 6) + (16 if self.xlabel else 0) + 15 * len(rows) + 4
         self._size = (left + self.width + right, self._origin[1] + self.height + bottom)
 
     def _body(self) -> str:
@@ -175,18 +190,29 @@ class Chart:
             f'height="{num(h + 8)}" overflow="hidden"><g transform="translate(4,4)">{inner}</g>'
             "</svg>"
         )
-        parts.append(self._legend_svg(oy + h + 20 + (16 if self.xlabel else 0)))
+        ticks = 20 if self.xtick_labels else 6
+        parts.append(self._legend_svg(oy + h + ticks + (16 if self.xlabel else 0)))
         return "".join(parts)
+
+    def left(self) -> float:
+        """px left of the plot area (tick labels and y label)."""
+        self._layout()
+        return self._origin[0]
 
     def _axes_text(self, ox: float, oy: float, w: float, h: float) -> list[str]:
         parts = []
         for value, label in self._xticks:
             px = ox + self._x(value)
-            parts.append(
+            tick = (
                 f'<line x1="{num(px)}" y1="{num(oy + h)}" x2="{num(px)}" y2="{num(oy + h + 4)}" '
-                f'stroke="#333"/><text x="{num(px)}" y="{num(oy + h + 15)}" '
-                f'text-anchor="middle">{esc(label)}</text>'
+                'stroke="#333"/>'
             )
+            if self.xtick_labels:
+                tick += (
+                    f'<text x="{num(px)}" y="{num(oy + h + 15)}" '
+                    f'text-anchor="middle">{esc(label)}</text>'
+                )
+            parts.append(tick)
         for ticks, scale, side in ((self._yticks, self._y, -1), (self._y2ticks, None, 1)):
             scale = scale or getattr(self, "_y2", None)
             edge = ox if side < 0 else ox + w
@@ -200,7 +226,8 @@ class Chart:
                 )
         if self.xlabel:
             parts.append(
-                f'<text x="{num(ox + w / 2)}" y="{num(oy + h + 31)}" text-anchor="middle" '
+                f'<text x="{num(ox + w / 2)}" y="{num(oy + h + (31 if self.xtick_labels else 17))}"'
+                ' text-anchor="middle" '
                 f'font-size="11">{esc(self.xlabel)}</text>'
             )
         widest = max((text_width(t) for _, t in self._yticks), default=10)
@@ -236,6 +263,12 @@ class Chart:
         if kind == "bars":
             out = []
             tips = mark.get("tips") or [None] * len(mark["lefts"])
+            stroke = 'stroke="#fff" stroke-width="0.6"'
+            if mark.get("outline"):
+                stroke = (
+                    f'stroke="{mark["colour"]}" stroke-width="1" '
+                    f'stroke-dasharray="{mark["outline"]}"'
+                )
             rows = zip(
                 mark["lefts"], mark["rights"], mark["bottoms"], mark["tops"], tips, strict=True
             )
@@ -246,10 +279,16 @@ class Chart:
                 out.append(
                     f'<rect x="{num(x0)}" y="{num(y0)}" width="{num(x1 - x0)}" '
                     f'height="{num(y1 - y0)}" fill="{mark["colour"]}" '
-                    f'fill-opacity="{mark["opacity"]:g}" stroke="#fff" stroke-width="0.6">'
-                    f"{title}</rect>"
+                    f'fill-opacity="{mark["opacity"]:g}" {stroke}>{title}</rect>'
                 )
             return "".join(out)
+        if kind == "text":
+            size = mark["size"]
+            return "".join(
+                f'<text x="{num(sx(x))}" y="{num(sy(y) - 2)}" text-anchor="middle" '
+                f'font-size="{size:g}" fill="{mark["colour"]}">{esc(label)}</text>'
+                for x, y, label in zip(mark["xs"], mark["ys"], mark["texts"], strict=True)
+            )
         if kind == "band":
             upper = [(sx(x), sy(v)) for x, v in zip(mark["xs"], mark["highs"], strict=True)]
             lower = [(sx(x), sy(v)) for x, v in zip(mark["xs"], mark["lows"], strict=True)]
@@ -293,9 +332,10 @@ def _polyline(points: list[tuple[float, float]], mark: dict[str, Any]) -> str:
 def _swatch(x: float, y: float, entry: Entry) -> str:
     if entry.kind == "box":
         corner = f'x="{num(x)}" y="{num(y - 4)}"'
-        box = f'<rect {corner} width="18" height="8" fill="{{}}" fill-opacity="{{}}"/>'
-        below = box.format(entry.under[0], f"{entry.under[1]:g}") if entry.under else ""
-        return below + box.format(entry.colour, f"{entry.opacity:g}")
+        box = f'<rect {corner} width="18" height="8" fill="{{}}" fill-opacity="{{}}"{{}}/>'
+        below = box.format(entry.under[0], f"{entry.under[1]:g}", "") if entry.under else ""
+        dash = f' stroke="{entry.colour}" stroke-dasharray="{entry.dash}"' if entry.dash else ""
+        return below + box.format(entry.colour, f"{entry.opacity:g}", dash)
     dash = f' stroke-dasharray="{entry.dash}"' if entry.dash else ""
     line = (
         f'<line x1="{num(x)}" y1="{num(y)}" x2="{num(x + 18)}" y2="{num(y)}" '

@@ -9,6 +9,9 @@ from typing import Any
 import jinja2
 
 from robustness_checks.reporting.atomic import write_text_atomic
+from robustness_checks.reporting.distributions import confusion_matrix
+from robustness_checks.reporting.images import PICTURE_BUDGET, PictureBudget
+from robustness_checks.reporting.partial import partial_work
 from robustness_checks.reporting.plots import example_images, extra_figures, plot_for
 from robustness_checks.reporting.terminal import baseline_cells
 from robustness_checks.reporting.trend import trend_svg
@@ -18,16 +21,22 @@ _BULKY_KEYS = {"input", "perturbation", "history", "saliency", "counts", "edges"
 
 
 def render_html(
-    document: dict[str, Any], history: dict[str, list[dict[str, Any]]] | None = None
+    document: dict[str, Any],
+    history: dict[str, list[dict[str, Any]]] | None = None,
+    picture_budget: int = PICTURE_BUDGET,
 ) -> str:
     """HTML for a results document (the JSON file's content); `history` (node id -> points of
-    saved baselines, `gating.history.check_series`) adds a trend line per check."""
+    saved baselines, `gating.history.check_series`) adds a trend line per check. The failing
+    examples' pictures of all checks together hold at most `picture_budget` bytes."""
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("robustness_checks.reporting", "templates"),
         autoescape=jinja2.select_autoescape(["html", "j2"]),
         keep_trailing_newline=True,
     )
-    results = [_view(record) for record in document.get("results", [])]
+    budget = PictureBudget(picture_budget)
+    records = document.get("results", [])
+    results = [_view(record, budget, f"check-{n}") for n, record in enumerate(records, start=1)]
+    share_confusion_matrices(results, records)
     for view in results:
         view["trend"] = trend_svg((history or {}).get(view["nodeid"], []), view.get("value"))
     counts = {
@@ -51,7 +60,7 @@ def write_html(
     return write_text_atomic(path, render_html(document, history))
 
 
-def _view(record: dict[str, Any]) -> dict[str, Any]:
+def _view(record: dict[str, Any], budget: PictureBudget, anchor: str) -> dict[str, Any]:
     value = record.get("value")
     ci = record.get("ci")
     bound = ""
@@ -60,6 +69,7 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
     result = record_result(record)
     return {
         **record,
+        "anchor": anchor,
         "value_text": "" if value is None else format_number(value),
         "level_text": f"{100 * (record.get('confidence') or 0.95):g}%",
         "ci_text": f"{format_number(ci[0])} to {format_number(ci[1])}" if ci else "",
@@ -67,24 +77,59 @@ def _view(record: dict[str, Any]) -> dict[str, Any]:
         "baseline_cells": baseline_cells(record),
         "baseline_name": (record.get("baseline") or {}).get("name", ""),
         "message": record.get("message") or record.get("error") or "",
+        "partial": partial_work(record),
         "plot": _safe(plot_for, result),
-        "images": _safe(example_images, result),
+        "images": _safe(lambda found: example_images(found, budget), result),
         "images_caption": _images_caption(result),
-        "figures": _safe(extra_figures, result) or [],
+        "figures": _safe(lambda found: extra_figures(found, matrix=False), result, []),
+        "matrix": None if _errored(result) else _safe(confusion_matrix, result),
         "details_text": json.dumps(_trimmed(record.get("details", {})), indent=2),
     }
 
 
-def _safe(render: Any, result: Any) -> Any:
+def share_confusion_matrices(views: list[dict[str, Any]], records: list[dict[str, Any]]) -> None:
+    """One confusion matrix per model and data set: a later section with the same matrix (same
+    model fingerprint, same counts) links to the first section's instead of drawing it again.
+    The counts stand for the data: an ood check's data fingerprint also covers its OOD inputs,
+    so it differs from a calibration check's on the same examples, while its matrix does not."""
+    first: dict[tuple[str, str], dict[str, Any]] = {}
+    for view, record in zip(views, records, strict=True):
+        if not view.get("matrix") or view["matrix"].startswith("<p>"):
+            continue
+        prints = record.get("fingerprints") or {}
+        model = prints.get("model") or f"spec {record.get('spec') or record.get('nodeid')}"
+        counts = json.dumps((record.get("details") or {}).get("confusion_matrix"), sort_keys=True)
+        owner = first.setdefault((model, counts), view)
+        if owner is view:
+            view["matrix_anchor"] = f"{view['anchor']}-confusion"
+            view["matrix_users"] = []
+            view["matrix_prints"] = _short_prints(prints)
+            continue
+        view["matrix"] = None
+        view["matrix_ref"] = {"href": owner["matrix_anchor"], "check": owner["check"]}
+        owner["matrix_users"].append({"href": view["anchor"], "check": view["check"]})
+
+
+def _short_prints(prints: dict[str, Any]) -> str:
+    """'model 1a2b3c4d, data 5e6f7a8b' from a record's fingerprints ('' without them)."""
+    found = [f"{key} {prints[key][:8]}" for key in ("model", "data") if prints.get(key)]
+    return ", ".join(found)
+
+
+def _errored(result: Any) -> bool:
+    return result is None or result.outcome == "error"
+
+
+def _safe(render: Any, result: Any, empty: Any = None) -> Any:
     """A plot that fails to draw must not lose the report (nor does a result whose details
     cannot be read as its type's: it has no pictures)."""
     if result is None:
-        return [] if render is extra_figures else None
+        return empty
     try:
         return render(result)
     except Exception as error:
         text = f"<p>(plot unavailable: {type(error).__name__}: {error})</p>"
-        return [(text, "")] if render is extra_figures else text
+        return [(text, "")] if isinstance(empty, list) else text
 
 
 def _environment_rows(found: dict[str, Any]) -> list[tuple[str, str]]:
@@ -106,13 +151,23 @@ def _images_caption(result: Any) -> str:
     """What the failing-example pictures show, for the figure caption."""
     rows = [] if result is None else result.details.shown_examples()
     if rows and rows[0].prediction is not None:
-        return (
+        text = (
             "errors the score ranks as most certain (the ones it misses), with the saliency of "
             "the true label's logit"
         )
-    eps = rows[0].eps if rows else None
-    at = f" at eps {eps:g} (the largest)" if eps is not None else ""
-    return f"failing examples{at}: input, perturbation, perturbed input and saliency"
+    else:
+        eps = rows[0].eps if rows else None
+        at = f" at eps {eps:g} (the largest)" if eps is not None else ""
+        text = f"failing examples{at}: input, perturbation, perturbed input and saliency"
+    large = next((row for row in rows if row.source_shape and row.shape), None)
+    if large is not None:
+        source = "×".join(map(str, large.source_shape))
+        shown = "×".join(map(str, large.shape[1:]))
+        text += (
+            f". Inputs of {source} drawn as {shown} thumbnails: block means of the input, the "
+            "largest change (perturbation) and the largest saliency in each block"
+        )
+    return text
 
 
 def _trimmed(value: Any) -> Any:

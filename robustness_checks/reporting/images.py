@@ -1,12 +1,15 @@
-"""Failing examples as pictures (input, perturbation, perturbed input, saliency): PNG in SVG."""
+"""Failing examples as pictures (input, perturbation, perturbed input, saliency) in SVG: small
+inputs as PNG scaled up by whole pixels, thumbnails of large ones as JPEG, within a byte budget."""
 
 from __future__ import annotations
 
 import base64
+import io
 import math
 import struct
 import textwrap
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,8 @@ from robustness_checks.reporting.svg import esc, num, svg_root, text_width
 
 SHOWN_EXAMPLES = 6  # failing examples drawn per check (checks compute saliency for these only)
 PANEL = 64  # px per picture
+PICTURE_BUDGET = 3_000_000  # bytes of example pictures (data: URIs) in one report
+JPEG_QUALITY = 85
 FAIL_COLOUR = "#c62828"
 Result = Any  # robustness_checks.results.CheckResult
 Row = Any  # robustness_checks.details.ExampleRow
@@ -50,18 +55,56 @@ def colour_map(values: np.ndarray, anchors: list[tuple[int, int, int]]) -> np.nd
     return np.stack(channels, axis=-1).round().astype(np.uint8)
 
 
-def picture(rgb: np.ndarray, x: float, y: float, size: float = PANEL) -> str:
-    """An <image> of `rgb`, scaled up by whole pixels and drawn unsmoothed."""
+def jpeg_uri(rgb: np.ndarray) -> str:
+    """An (H, W, 3) uint8 image as a data: URI holding a JPEG (PNG without Pillow)."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow comes with matplotlib
+        return png_uri(rgb)
+    buffer = io.BytesIO()
+    image = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB")
+    image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def encode(rgb: np.ndarray, thumbnail: bool = False, size: float = PANEL) -> str:
+    """The data: URI of a picture: a thumbnail as JPEG at its own size, a small image as PNG
+    scaled up by whole pixels (so it stays sharp wherever it is shown)."""
+    if thumbnail:
+        return jpeg_uri(rgb)
     factor = max(1, int(size // max(rgb.shape[:2])))
     big = rgb.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else rgb
-    height = size * rgb.shape[0] / max(rgb.shape[:2])
-    width = size * rgb.shape[1] / max(rgb.shape[:2])
+    return png_uri(big)
+
+
+def place(
+    uri: str, shape: tuple[int, ...], x: float, y: float, size: float = PANEL, smooth: bool = False
+) -> str:
+    """An <image> of an encoded picture of `shape` (H, W, ...) in a box of `size` px, framed."""
+    height = size * shape[0] / max(shape[:2])
+    width = size * shape[1] / max(shape[:2])
+    style = "" if smooth else ' style="image-rendering:pixelated"'
     return (
         f'<image x="{num(x)}" y="{num(y)}" width="{num(width)}" height="{num(height)}" '
-        f'preserveAspectRatio="none" style="image-rendering:pixelated" href="{png_uri(big)}"/>'
+        f'preserveAspectRatio="none"{style} href="{uri}"/>'
         f'<rect x="{num(x)}" y="{num(y)}" width="{num(width)}" height="{num(height)}" '
         'fill="none" stroke="#555" stroke-width="0.6"/>'
     )
+
+
+@dataclass
+class PictureBudget:
+    """The bytes of example pictures one report may still hold, spent check by check."""
+
+    limit: int = PICTURE_BUDGET
+    spent: int = 0
+
+    def afford(self, size: int) -> bool:
+        """Spend `size` bytes if they fit; False (nothing spent) when they do not."""
+        if self.spent + size > self.limit:
+            return False
+        self.spent += size
+        return True
 
 
 def colour_bar(
@@ -78,8 +121,9 @@ def colour_bar(
     )
 
 
-def example_images(result: Result) -> str | None:
-    """Input, perturbation, perturbed input and saliency of each failing example, one SVG."""
+def example_images(result: Result, budget: PictureBudget | None = None) -> str | None:
+    """Input, perturbation, perturbed input and saliency of each failing example, one SVG;
+    with a `budget`, rows that no longer fit in it are left out and a note says so."""
     rows = [row for row in result.details.shown_examples() if _is_image(row)][:SHOWN_EXAMPLES]
     if not rows:
         return None
@@ -90,44 +134,87 @@ def example_images(result: Result) -> str | None:
         columns += ["perturbation", "perturbed input"]
     if salient:
         columns.append("saliency")
+    limit = max((_largest(row.perturbation) for row in rows), default=0.0) or 1.0
+    lo, hi = _value_range(rows)
+    drawn: list[tuple[Row, list[str]]] = []
+    for row in rows:
+        pictures = _pictures(row, lo, hi, limit, perturbed, salient)
+        uris = [encode(p, row.source_shape is not None) for p in pictures]
+        if budget is not None and not budget.afford(sum(map(len, uris))):
+            break
+        drawn.append((row, uris))
+    return _layout(drawn, columns, limit, len(rows) - len(drawn), budget)
+
+
+def _pictures(
+    row: Row, lo: float, hi: float, limit: float, perturbed: bool, salient: bool
+) -> list[np.ndarray]:
+    """RGB pictures of a row: input, then perturbation and perturbed input, then saliency."""
+    shape = row.shape
+    image = _planes(row.input, shape)
+    found = [_rgb(image, lo, hi)]
+    if perturbed:
+        delta = _planes(row.perturbation or [0.0] * len(row.input), shape)
+        found.append(colour_map(delta.mean(axis=0) / (2 * limit) + 0.5, COOLWARM))
+        found.append(_rgb(image + delta, lo, hi))
+    if salient:
+        saliency = row.saliency
+        plane = np.zeros(shape[1:]) if saliency is None else np.reshape(saliency, shape[1:])
+        found.append(colour_map(np.asarray(plane, dtype=np.float64), MAGMA))
+    return found
+
+
+def _layout(
+    drawn: list[tuple[Row, list[str]]],
+    columns: list[str],
+    limit: float,
+    dropped: int,
+    budget: PictureBudget | None,
+) -> str:
+    """The rows of pictures with their captions, the colour scales and a note on rows left out."""
     step = PANEL + 12
     text_x = len(columns) * step + 4
     width, top, row_height = text_x + 250, 18.0, PANEL + 10
-    limit = max((_largest(row.perturbation) for row in rows), default=0.0) or 1.0
-    lo, hi = _value_range(rows)
     parts = [
         f'<text x="{num(i * step + PANEL / 2)}" y="12" text-anchor="middle" '
         f'font-size="10">{esc(name)}</text>'
         for i, name in enumerate(columns)
     ]
-    for r, row in enumerate(rows):
+    for r, (row, uris) in enumerate(drawn):
         y = top + r * row_height
-        shape = row.shape
-        image = _planes(row.input, shape)
-        pictures = [_rgb(image, lo, hi)]
-        if perturbed:
-            delta = _planes(row.perturbation or [0.0] * len(row.input), shape)
-            pictures.append(colour_map(delta.mean(axis=0) / (2 * limit) + 0.5, COOLWARM))
-            pictures.append(_rgb(image + delta, lo, hi))
-        if salient:
-            saliency = row.saliency
-            plane = np.zeros(shape[1:]) if saliency is None else np.reshape(saliency, shape[1:])
-            pictures.append(colour_map(np.asarray(plane, dtype=np.float64), MAGMA))
-        parts += [picture(p, i * step, y) for i, p in enumerate(pictures)]
+        shape = tuple(row.shape[1:])
+        smooth = row.source_shape is not None
+        parts += [place(uri, shape, i * step, y, smooth=smooth) for i, uri in enumerate(uris)]
         parts.append(_caption(row, text_x, y))
-    y = top + len(rows) * row_height + 2
+    y = top + len(drawn) * row_height + 2
     scales = []
-    if perturbed:
+    if "perturbation" in columns:
         scales.append(
             (COOLWARM, f"−{limit:.3g}", f"+{limit:.3g}", "perturbation (channel mean), one scale")
         )
-    if salient:
+    if "saliency" in columns:
         scales.append((MAGMA, "0", "max", "saliency |∂ logit(label) / ∂x|, max per row"))
+    if not drawn:
+        parts, scales = [], []
     for k, (anchors, low, high, text) in enumerate(scales):
-        parts.append(colour_bar(y + 14 * k, anchors, low, high, text))
+        bar = colour_bar(y + 14 * k, anchors, low, high, text)
+        if budget is not None:
+            budget.spent += len(bar)
+        parts.append(bar)
     longest = max((text_width(text, 9) for *_, text in scales), default=0.0)
     width = max(width, 170 + longest)
-    return svg_root(width, y + 14 * len(scales) + 2, "".join(parts))
+    y += 14 * len(scales) + 2
+    if dropped:
+        shown = budget.limit / 1e6 if budget is not None else 0
+        note = (
+            f"{dropped} more failing example{'s' * (dropped > 1)} not drawn: this report's "
+            f"pictures reached their bound of {shown:.3g} MB"
+        )
+        parts.append(
+            f'<text x="0" y="{num(y + 10)}" font-size="10" fill="{FAIL_COLOUR}">{esc(note)}</text>'
+        )
+        width, y = max(width, text_width(note) + 4), y + 16
+    return svg_root(width, y, "".join(parts))
 
 
 def _caption(row: Row, x: float, y: float) -> str:

@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from robustness_checks.reporting.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
+PACKED_LIST = 16  # lists of numbers longer than this are written on one line
+_MARK = "@@robustness-packed-list@@"
 
 
 def environment(devices: list[str]) -> dict[str, Any]:
@@ -89,4 +92,34 @@ def results_document(
 
 def write_results_json(path: str | Path, document: dict[str, Any]) -> Path:
     """Write a results document atomically."""
-    return write_text_atomic(path, json.dumps(document, indent=2, allow_nan=False) + "\n")
+    return write_text_atomic(path, dumps_results(document) + "\n")
+
+
+def dumps_results(document: dict[str, Any]) -> str:
+    """The document as indented JSON, with long lists of numbers (pixels, saliency, curves) on
+    one line each: at one number a line they would make a report with pictures several times
+    larger."""
+    rows: list[str] = []
+
+    def lift(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: lift(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            if len(value) > PACKED_LIST and all(_is_number(item) for item in value):
+                rows.append(json.dumps(list(value), allow_nan=False, separators=(", ", ":")))
+                return f"{_MARK}{len(rows) - 1}{_MARK}"
+            return [lift(item) for item in value]
+        if isinstance(value, str) and _MARK in value:
+            clash.append(value)
+        return value
+
+    clash: list[str] = []
+    lifted = lift(document)
+    if clash:  # a string that looks like the placeholder: write it plainly
+        return json.dumps(document, indent=2, allow_nan=False)
+    text = json.dumps(lifted, indent=2, allow_nan=False)
+    return re.sub(f'"{_MARK}(\\d+){_MARK}"', lambda found: rows[int(found.group(1))], text)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

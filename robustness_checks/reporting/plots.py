@@ -60,8 +60,9 @@ def plot_for(result: Result) -> str | None:
     return to_svg(figure)
 
 
-def extra_figures(result: Result) -> list[tuple[str, str]]:
-    """(svg, caption) of the score histograms and confusion matrix a result's details carry."""
+def extra_figures(result: Result, matrix: bool = True) -> list[tuple[str, str]]:
+    """(svg, caption) of the score histograms and (unless `matrix` is False: the HTML report
+    draws it once per model and data) the confusion matrix a result's details carry."""
     if result.outcome == "error":
         return []
     found = []
@@ -69,9 +70,9 @@ def extra_figures(result: Result) -> list[tuple[str, str]]:
     if histogram:
         score = result.details.score_histogram.score
         found.append((histogram, f"{score} by group: each group's share of its examples per bin"))
-    matrix = confusion_matrix(result)
-    if matrix:
-        found.append((matrix, "true label against prediction on every example"))
+    drawn = confusion_matrix(result) if matrix else None
+    if drawn:
+        found.append((drawn, "true label against prediction on every example"))
     return found
 
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import types
-import typing
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from robustness_checks.errors import PYTHON_CALL, SpecError, SpecProblem
+from robustness_checks.spec.messages import explain, located_messages
 from robustness_checks.spec.schema import CheckSpec, Spec, SpecTop
 from robustness_checks.spec.yaml_lines import (
     LineMap,
@@ -22,6 +19,8 @@ from robustness_checks.spec.yaml_lines import (
     YamlLimitError,
     load_yaml_with_lines,
 )
+
+__all__ = ["SpecDocument", "explain", "load_spec", "parse_spec_text", "validate_check"]
 
 
 @dataclass(frozen=True)
@@ -230,55 +229,7 @@ def _problems(
     *,
     check: str | None = None,
 ) -> list[SpecProblem]:
-    problems = []
-    for item in error.errors(include_url=False):
-        location = tuple(item["loc"])
-        message = explain(item, model, location)
-        problems.append(_locate((*prefix, *location), message, lines, check=check))
-    return problems
-
-
-def explain(item: Any, model: type[BaseModel], location: Location) -> str:
-    """The message a spec author reads for one pydantic error item."""
-    kind = item["type"]
-    if kind == "extra_forbidden":
-        key = str(location[-1])
-        allowed = _allowed_keys(model, location[:-1])
-        hint = _did_you_mean(key, allowed)
-        return f"unknown key {key!r}{hint}; allowed keys: {', '.join(allowed)}"
-    if kind == "missing":
-        return "required field is missing"
-    message = item["msg"].removeprefix("Value error, ")
-    if kind != "value_error" and "input" in item and not isinstance(item["input"], dict):
-        message += f" (got {item['input']!r})"
-    return message
-
-
-def _allowed_keys(model: type[BaseModel], location: Location) -> list[str]:
-    current: Any = model
-    for part in location:
-        if isinstance(part, int):
-            continue
-        block = _model_in(current)
-        if block is None or part not in block.model_fields:
-            return []
-        current = block.model_fields[part].annotation
-    block = _model_in(current)
-    return list(block.model_fields) if block is not None else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType, list, tuple, typing.Annotated):
-        for arg in typing.get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return [
+        _locate((*prefix, *location), message, lines, check=check)
+        for location, message in located_messages(error, model, data)
+    ]

@@ -41,17 +41,24 @@ def _exactly_one(block: BaseModel, fields: tuple[str, ...], what: str) -> None:
 
 
 class ModelSource(StrictModel):
-    """Where one network comes from: a factory, a TorchScript file or a torchvision name."""
+    """Where one network comes from: a factory, a TorchScript file, a torchvision or timm name."""
 
     factory: str | None = Field(None, description="'pkg.module:function' or 'file.py:function'")
     torchscript: str | None = Field(None, description="path of a TorchScript file")
     torchvision: str | None = Field(None, description="torchvision.models name; never downloads")
+    timm: str | None = Field(
+        None, description="timm architecture name, built with pretrained=False; never downloads"
+    )
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments")
-    weights: str | None = Field(None, description="state_dict file, loaded with weights_only")
+    weights: str | None = Field(
+        None,
+        description="state_dict file: .safetensors (no pickle), else a torch file loaded with "
+        "weights_only",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSource:
-        _exactly_one(self, ("factory", "torchscript", "torchvision"), "a model")
+        _exactly_one(self, ("factory", "torchscript", "torchvision", "timm"), "a model")
         if self.torchscript is not None and (self.kwargs or self.weights):
             raise ValueError(
                 "a torchscript model takes no kwargs or weights (they are in the file)"
@@ -86,8 +93,8 @@ class ModelSpec(ModelSource):
     ensemble: list[ModelSource] | None = Field(None, min_length=1)
     output: str | Annotated[int, Field(ge=0)] | None = Field(
         None,
-        description="key, index or attribute of the logits when forward returns a dict, a "
-        "tuple or an object",
+        description="key, index or attribute name of the logits when forward returns a dict, a "
+        "tuple or an object (one with a tensor `logits` attribute or key needs none)",
     )
 
 
@@ -112,6 +119,11 @@ class DataSpec(StrictModel):
     center_crop: Annotated[int, Field(ge=1, le=16_384)] | None = None
     limit: PositiveInt | None = Field(None, description="use the first N examples")
     batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 256
+    stream: bool | Literal["auto"] = Field(
+        "auto",
+        description="read a data set (factory Dataset, torchvision, image_folder) a batch at a "
+        "time instead of holding it in memory; auto: when its inputs exceed 1 GiB",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:

@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, WithJsonSchema, field_validator, model_validator
 
 from robustness_checks.attacks.expectation import DEFAULT_DRAWS, DEFAULT_EOT
+from robustness_checks.spec.numbers import NonNegativeNumber, PositiveNumber, written_texts
 from robustness_checks.spec.schema import StrictModel
 
-NonNegative = Annotated[float, Field(ge=0.0)]
 # Validated as "inf" or "2" after normalising; the JSON Schema lists every spelling accepted.
 NORM_SPELLINGS = ["inf", "linf", "Linf", "infinity", "2", "l2", "L2", "2.0"]
 NormField = Annotated[
@@ -64,14 +64,14 @@ class AttackSpec(StrictModel):
 
     method: Literal["fgsm", "pgd", "apgd", "square", "auto", "uniform", "gaussian"] = "pgd"
     norm: NormField = Field("inf", description="inf or 2 (also linf, l2)")
-    eps: NonNegative | list[NonNegative] | None = Field(
-        None, description="perturbation size, or a list: one run, every eps"
+    eps: NonNegativeNumber | list[NonNegativeNumber] | None = Field(
+        None, description="perturbation size (8/255 too), or a list: one run, every eps"
     )
     steps: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None, description="gradient steps; default the method's: 10 for pgd, 100 for apgd"
     )
-    step_size: Annotated[float, Field(gt=0.0)] | None = Field(
-        None, description="PGD step; default rel_step_size * eps / steps"
+    step_size: PositiveNumber | None = Field(
+        None, description="PGD step (2/255 too); default rel_step_size * eps / steps"
     )
     rel_step_size: Annotated[float, Field(gt=0.0)] = 2.5
     restarts: Annotated[int, Field(ge=1, le=1_000)] = 1
@@ -166,8 +166,11 @@ class AttackSpec(StrictModel):
         return self.steps if self.steps is not None else DEFAULT_STEPS.get(self.method, 10)
 
     def describe(self) -> dict[str, Any]:
-        """The settings for reports: every field, `steps` resolved, and the label."""
-        return {**self.model_dump(), "steps": self.resolved_steps, "label": self.label()}
+        """The settings for reports: every field, `steps` resolved, the label, and `written`:
+        the fields written as text such as 8/255, as written (only when there are any)."""
+        described = {**self.model_dump(), "steps": self.resolved_steps, "label": self.label()}
+        written = written_texts(self, ("eps", "step_size"))
+        return {**described, "written": written} if written else described
 
     def treats_as_random(self) -> bool:
         """Whether the spec asks for random-model handling whatever the detection says."""
@@ -187,9 +190,10 @@ class AttackSpec(StrictModel):
         return self.model_copy(update=update)
 
     def eps_list(self) -> list[float]:
+        """eps as a list; a value written as text (8/255) stays a `Written` float."""
         if self.eps is None:
             return []
-        return [float(e) for e in (self.eps if isinstance(self.eps, list) else [self.eps])]
+        return list(self.eps) if isinstance(self.eps, list) else [self.eps]
 
     def label(self) -> str:
         """A short human name: 'PGD-Linf', 'APGD-CE-Linf', 'APGD-T-Linf', 'Square-L2',

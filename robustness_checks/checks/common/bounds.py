@@ -67,10 +67,10 @@ def check_inside_bounds(context: CheckContext) -> None:
     if context.bounds is None or not len(context.examples):
         return
     lo, hi = context.bounds
-    x = context.examples.x
-    if bool((x < lo).any() or (x > hi).any()):
+    low, high = context.examples.value_range()
+    if low < lo or high > hi:
         raise RobustnessError(
-            f"the data lies in [{x.min().item():g}, {x.max().item():g}], outside the spec's bounds "
+            f"the data lies in [{low:g}, {high:g}], outside the spec's bounds "
             f"[{lo:g}, {hi:g}]; set `bounds` to the raw input range (null for unbounded), or "
             "move normalisation into model.preprocess"
         )
@@ -86,14 +86,14 @@ def perturbation_budgets(params: CheckSpec) -> list[Budget]:
     perturbations = getattr(params, "perturbations", None)
     if isinstance(perturbations, list):
         return [
-            (f"perturbations[{i}].eps", [float(p.eps)], "inf" if p.kind == "linf" else "2")
+            (f"perturbations[{i}].eps", [p.eps], "inf" if p.kind == "linf" else "2")
             for i, p in enumerate(perturbations)
             if getattr(p, "kind", None) in ("linf", "l2") and p.eps is not None
         ]
     attack = getattr(params, "attack", None)
     eps = getattr(params, "eps", None)
     if attack is not None and isinstance(eps, list):
-        return [("eps", [float(e) for e in eps], attack.norm)]
+        return [("eps", list(eps), attack.norm)]
     if attack is not None and attack.eps_list():
         return [("attack.eps", attack.eps_list(), attack.norm)]
     return []

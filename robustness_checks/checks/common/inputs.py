@@ -7,11 +7,13 @@ from typing import Annotated, Any, ClassVar
 import torch
 from pydantic import Field, model_validator
 
+from robustness_checks.checks.common.thumbnails import thumbnail_rows
 from robustness_checks.errors import RobustnessError
 from robustness_checks.execution.context import CheckContext, check_logits
 from robustness_checks.spec.schema import CheckSpec
 
 SMALL_INPUT = 4096  # inputs up to this many values keep their pixels in `details` for reports
+PICTURED_INPUT = 3 * 1024 * 1024  # larger ones keep a thumbnail up to this many values
 
 
 class SelectsInputs(CheckSpec):
@@ -63,9 +65,10 @@ def selected_inputs(context: CheckContext, params: SelectsInputs) -> list[int]:
 
 
 def pixel_rows(x: torch.Tensor, perturbed: torch.Tensor) -> dict[str, Any]:
-    """A small input's shape, values and perturbation for the report's pictures ({} if large)."""
+    """A small input's shape, values and perturbation for the report's pictures; a larger one's
+    thumbnail (`thumbnails.thumbnail_rows`), up to PICTURED_INPUT values."""
     if x.numel() > SMALL_INPUT:
-        return {}
+        return thumbnail_rows(x, perturbed) if x.numel() <= PICTURED_INPUT else {}
     return {
         "shape": list(x.shape),
         "input": [round(v, 5) for v in x.flatten().tolist()],

@@ -1,4 +1,4 @@
-"""Compact data for the HTML report's pictures: score histograms, confusion matrices, saliency."""
+"""Data for the report's pictures: score histograms, confusion matrices, error rows, saliency."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from robustness_checks.checks.common.inputs import PICTURED_INPUT, SMALL_INPUT
+from robustness_checks.checks.common.thumbnails import shrink_peak, thumbnail_rows
 from robustness_checks.details import ExampleRow
 from robustness_checks.execution.context import CheckContext
 from robustness_checks.execution.watch import CheckTimeout
@@ -75,21 +77,28 @@ def input_saliency(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor
 def add_saliency(context: CheckContext, rows: list[ExampleRow]) -> dict[str, Any] | None:
     """Give the shown rows with pixels a `saliency` map at the example they show (input plus
     perturbation): |d logit_label / d x|, the largest over channels, scaled to [0, 1] by its
-    `saliency_max`. For the report only, so these passes stay out of `evaluations`; returns a
-    summary for details (None when no row has pixels)."""
+    `saliency_max` (at full size, then shrunk to a thumbnail row's size by its largest value per
+    block). For the report only, so these passes stay out of `evaluations`; returns a summary for
+    details (None when no row has pixels). Every row's full-size `pixels` are released."""
     # Plain autograd instead of captum: one forward and one backward pass on at most
     # SHOWN_EXAMPLES inputs, through the counted model wrapper (precision, memory format, time
     # limit); captum's Saliency is the same gradient, and importing captum costs about a second.
-    chosen = [row for row in rows if row.input is not None and row.shape][:SHOWN_EXAMPLES]
-    chosen = [row for row in chosen if row.shape == chosen[0].shape] if chosen else []
-    if not chosen:
-        return None
-    before = context.counter.count
+    try:
+        return _saliency(context, rows)
+    finally:
+        for row in rows:
+            row.pixels = None
+
+
+def _saliency(context: CheckContext, rows: list[ExampleRow]) -> dict[str, Any] | None:
     dtype = context.examples.x.dtype if context.examples.x.is_floating_point() else torch.float32
-    x = torch.tensor([row.input for row in chosen], dtype=dtype)
-    if any(row.perturbation is not None for row in chosen):
-        x = x + torch.tensor([row.perturbation or [0.0] * x.shape[1] for row in chosen])
-    x = x.reshape(len(chosen), *chosen[0].shape).to(context.device)
+    found = [(row, x) for row in rows if (x := _example(row, dtype)) is not None][:SHOWN_EXAMPLES]
+    found = [(row, x) for row, x in found if x.shape == found[0][1].shape]
+    if not found:
+        return None
+    chosen = [row for row, _ in found]
+    before = context.counter.count
+    x = torch.stack([x for _, x in found]).to(context.device, dtype)
     labels = torch.tensor([row.label for row in chosen], device=context.device)
     try:
         maps = input_saliency(context.model, x, labels)
@@ -99,10 +108,12 @@ def add_saliency(context: CheckContext, rows: list[ExampleRow]) -> dict[str, Any
         return {"error": f"{type(error).__name__}: {error}"}
     finally:
         context.counter.count = before
-    maps = maps.amax(dim=1) if maps.dim() == 4 else maps
-    for row, plane in zip(chosen, maps.flatten(1).cpu().double(), strict=True):
+    maps = (maps.amax(dim=1) if maps.dim() == 4 else maps).detach().cpu().double()
+    for row, plane in zip(chosen, maps, strict=True):
         largest = float(plane.max())
-        scaled = plane / largest if largest > 0 else plane
+        if row.source_shape is not None and row.shape:
+            plane = shrink_peak(plane.reshape(1, *plane.shape[-2:]), row.shape[1:])
+        scaled = plane.flatten() / largest if largest > 0 else plane.flatten()
         row.saliency = [round(float(v), 3) for v in scaled]
         row.saliency_max = float(f"{largest:.6g}")
     return {
@@ -114,6 +125,19 @@ def add_saliency(context: CheckContext, rows: list[ExampleRow]) -> dict[str, Any
     }
 
 
+def _example(row: ExampleRow, dtype: torch.dtype) -> torch.Tensor | None:
+    """The example a row shows, at the model's input size: its kept full-size pixels, or its
+    input plus perturbation; None for a thumbnail whose full-size pixels are gone."""
+    if row.pixels is not None:
+        return torch.as_tensor(row.pixels).reshape(row.source_shape or row.shape or [-1])
+    if row.input is None or not row.shape or row.source_shape is not None:
+        return None
+    x = torch.tensor(row.input, dtype=dtype)
+    if row.perturbation is not None:
+        x = x + torch.tensor(row.perturbation)
+    return x.reshape(row.shape)
+
+
 def error_examples(
     context: CheckContext,
     wrong: np.ndarray,
@@ -122,11 +146,7 @@ def error_examples(
     score: str,
 ) -> list[dict[str, Any]]:
     """The errors the score ranks as least uncertain (the ones it misses most), with pixels."""
-    from robustness_checks.checks.common.inputs import SMALL_INPUT
-
     x = context.examples.x
-    if x[0].numel() > SMALL_INPUT:
-        return []
     order = np.flatnonzero(wrong)[np.argsort(scores[wrong], kind="stable")][:SHOWN_EXAMPLES]
     return [
         {
@@ -135,8 +155,16 @@ def error_examples(
             "prediction": int(predictions[i]),
             "score": float(scores[i]),
             "score_name": score,
-            "shape": list(x[i].shape),
-            "input": [round(v, 5) for v in x[i].flatten().tolist()],
+            **_pixels(x[int(i)]),
         }
         for i in order
     ]
+
+
+def _pixels(x: torch.Tensor) -> dict[str, Any]:
+    """An unperturbed example's pixels: all of a small one, a thumbnail of a larger one."""
+    if x.numel() <= SMALL_INPUT:
+        return {"shape": list(x.shape), "input": [round(v, 5) for v in x.flatten().tolist()]}
+    found = thumbnail_rows(x, x) if x.numel() <= PICTURED_INPUT else {}
+    found.pop("perturbation", None)
+    return found

@@ -129,3 +129,55 @@ def separation_details(
         "negatives": len(negative),
         "positives": len(positive),
     }
+
+
+def separation_warnings(
+    estimates: dict[str, Estimate],
+    negatives: int,
+    positives: int,
+    *,
+    score: str,
+    negative_name: str,
+    positive_name: str,
+) -> list[str]:
+    """Doubts a user needs about a separation result: too few examples of a class for the
+    metrics to mean much, and an AUROC clearly below 0.5 (the score ranks the classes the
+    wrong way round, as an OOD score can for a shift that makes the model more confident)."""
+    found = []
+    fewest = min(negatives, positives)
+    if fewest < MIN_PER_CLASS:
+        name, count = (
+            (positive_name, positives) if positives <= negatives else (negative_name, negatives)
+        )
+        shown = ", ".join(
+            f"{metric} {_interval_text(estimate)}" for metric, estimate in estimates.items()
+        )
+        found.append(
+            f"only {count} {name} (fewer than {MIN_PER_CLASS}): the separation metrics of "
+            f"{score} rest on so few examples that they mean little ({shown}); use data with "
+            f"more {name}"
+        )
+    auroc = estimates.get("auroc")
+    if auroc is not None and _clearly_below_half(auroc):
+        found.append(
+            f"AUROC {auroc.value:.3g} is well below 0.5: {score} ranks the {positive_name} "
+            f"below the {negative_name}, the opposite of what it is for: the model is more "
+            f"confident on the {positive_name}. For this data the score runs the other way; "
+            "check the data (labels, the shift) or use a different score"
+        )
+    return found
+
+
+def _clearly_below_half(estimate: Estimate) -> bool:
+    """Whether an AUROC is below 0.5 beyond its interval (or by 0.1 without one)."""
+    interval = estimate.interval
+    if interval is not None and all(map(np.isfinite, interval)):
+        return bool(interval[1] < 0.5)
+    return bool(estimate.value < 0.4)
+
+
+def _interval_text(estimate: Estimate) -> str:
+    interval = estimate.interval
+    if interval is None:
+        return f"{estimate.value:.3g}"
+    return f"{estimate.value:.3g}, interval {interval[0]:.3g} to {interval[1]:.3g}"
