@@ -64,11 +64,15 @@ class Examples:
             yield self.x[start : min(start + self.batch_size, len(self))]
 
     def value_range(self) -> tuple[float, float]:
-        """The smallest and largest input value (one pass over streamed inputs)."""
+        """The smallest and largest input value; for streamed inputs one pass, read once and
+        kept, since every check that perturbs inputs asks for it."""
         if isinstance(self.x, torch.Tensor):
             return float(self.x.min()), float(self.x.max())
-        ranges = [(float(x.min()), float(x.max())) for x in self.input_batches()]
-        return min(low for low, _ in ranges), max(high for _, high in ranges)
+        if "_value_range" not in self.__dict__:
+            ranges = [(float(x.min()), float(x.max())) for x in self.input_batches()]
+            found = min(low for low, _ in ranges), max(high for _, high in ranges)
+            object.__setattr__(self, "_value_range", found)  # a cache on a frozen dataclass
+        return self.__dict__["_value_range"]
 
 
 def as_examples(data: Any, batch_size: int = 256, limit: int | None = None) -> Examples:

@@ -64,7 +64,10 @@ def test_a_factory_dataset_streams_when_asked_and_reads_lazily() -> None:
     assert examples.y.tolist() == [i % 4 for i in range(300)]
     x, _ = whole(Generated())
     assert torch.equal(torch.cat(list(examples.input_batches())), x)
+    reads = examples.x.dataset.reads
     assert examples.value_range() == (float(x.min()), float(x.max()))
+    assert examples.value_range() == (float(x.min()), float(x.max()))
+    assert examples.x.dataset.reads - reads == 300  # one pass, however often it is asked
     limited = build_data(spec.model_copy(update={"limit": 20}), Path("."))
     assert len(limited) == 20 and len(limited.take(5).x) == 5
 
